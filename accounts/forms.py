@@ -1,0 +1,53 @@
+import unicodedata
+
+from django import forms
+from django.contrib.auth.base_user import BaseUserManager
+from django.core.exceptions import ValidationError
+from django.core.validators import EmailValidator
+from django.utils.translation import gettext_lazy as _
+
+from accounts.models import Signup
+
+# Characters that are never part of a name but can hide or reorder text when
+# it is shown later (in the admin, in an export): control characters and the
+# explicit bidirectional embeddings, overrides and isolates.
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+class SignupForm(forms.Form):
+    name = forms.CharField(
+        label=_("Name"),
+        max_length=Signup._meta.get_field("name").max_length,
+        widget=forms.TextInput(attrs={"autocomplete": "name"}),
+        error_messages={"required": _("Please enter your name.")},
+    )
+    email = forms.EmailField(
+        label=_("Email address"),
+        max_length=Signup._meta.get_field("email").max_length,
+        # "localhost" is on Django's default allow-list; nobody signs up there.
+        validators=[EmailValidator(allowlist=[])],
+        widget=forms.EmailInput(attrs={"autocomplete": "email"}),
+        error_messages={
+            "required": _("Please enter your email address."),
+            "invalid": _("Please enter a valid email address, like name@example.com."),
+        },
+    )
+
+    @property
+    def first_invalid_field(self):
+        """The name of the first field with an error: it gets the focus."""
+        return next((name for name in self.fields if name in self.errors), None)
+
+    def clean_name(self):
+        name = self.cleaned_data["name"]
+        if any(
+            unicodedata.category(char) == "Cc" or char in BIDI_CONTROLS for char in name
+        ):
+            raise ValidationError(
+                _("Names cannot contain control characters."), code="control_characters"
+            )
+        return name
+
+    def clean_email(self):
+        # The domain part is case-insensitive; the local part is kept as typed.
+        return BaseUserManager.normalize_email(self.cleaned_data["email"])

@@ -1,0 +1,276 @@
+"""
+Read the site's configuration from the environment, all at once.
+
+Every setting that depends on the deployment comes through here, so a missing
+or malformed variable is found before Django starts, together with every other
+problem, in one message that says how to fix each. Nothing here has an insecure
+fallback: there is no default secret key and no default database password.
+"""
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off"})
+MIN_SECRET_KEY_LENGTH = 50
+GENERATE_KEY_HINT = (
+    "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(50))'"
+)
+
+
+class ConfigurationError(ImproperlyConfigured):
+    """The environment does not describe a runnable site; the message says why."""
+
+    def __init__(self, problems):
+        self.problems = list(problems)
+        lines = [
+            f"The site is not configured correctly ({len(self.problems)} "
+            f"problem{'s' if len(self.problems) != 1 else ''}):"
+        ]
+        lines += [f"  - {problem}" for problem in self.problems]
+        lines.append(
+            "Set these variables in the environment or in .env "
+            "(.env.example documents each one)."
+        )
+        super().__init__("\n".join(lines))
+
+
+@dataclass(frozen=True)
+class Superuser:
+    username: str
+    email: str
+    password: str
+
+
+@dataclass(frozen=True)
+class Configuration:
+    secret_key: str
+    debug: bool
+    public_url: str
+    public_scheme: str
+    allowed_hosts: list[str]
+    csrf_trusted_origins: list[str]
+    database: dict
+    superuser: Superuser | None
+    hsts_seconds: int
+    conn_max_age: int
+
+    @property
+    def https(self):
+        return self.public_scheme == "https"
+
+
+class _Reader:
+    """Reads variables and collects problems instead of stopping at the first."""
+
+    def __init__(self, environ_):
+        self.env = environ.Env()
+        # django-environ reads from the mapping it is given; a copy keeps the
+        # reader independent of later changes to os.environ.
+        self.env.ENVIRON = dict(environ_)
+        self.problems = []
+
+    def raw(self, name):
+        return self.env.ENVIRON.get(name)
+
+    def is_set(self, name):
+        return name in self.env.ENVIRON
+
+    def string(self, name, default=None):
+        value = self.raw(name)
+        return default if value is None else value
+
+    def boolean(self, name, default):
+        value = self.raw(name)
+        if value is None or value.strip() == "":
+            return default
+        word = value.strip().lower()
+        if word in TRUE_WORDS:
+            return True
+        if word in FALSE_WORDS:
+            return False
+        self.problems.append(
+            f"{name}={value!r} is not a boolean: use one of "
+            "1/true/yes/on or 0/false/no/off."
+        )
+        return default
+
+    def integer(self, name, default, minimum=0):
+        value = self.raw(name)
+        if value is None or value.strip() == "":
+            return default
+        try:
+            number = int(value.strip())
+        except ValueError:
+            number = None
+        if number is None or number < minimum:
+            self.problems.append(
+                f"{name}={value!r} is not a whole number of at least {minimum}."
+            )
+            return default
+        return number
+
+    def host_list(self, name):
+        if not self.raw(name):
+            return []
+        return [host.strip() for host in self.env.list(name) if host.strip()]
+
+    def secret(self, name, *, required, hint):
+        """The value of NAME or the contents of the file named by NAME_FILE."""
+        file_name = f"{name}_FILE"
+        if self.is_set(name) and self.is_set(file_name):
+            self.problems.append(
+                f"{name} and {file_name} are both set: set only one of them."
+            )
+            return None
+        if self.is_set(file_name):
+            path = Path(self.raw(file_name))
+            try:
+                # Like the official postgres image, drop trailing newlines an
+                # editor or `echo` adds to a secret file.
+                return path.read_text(encoding="utf-8").rstrip("\r\n")
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = getattr(exc, "strerror", None) or str(exc)
+                self.problems.append(
+                    f"{file_name}={str(path)!r} cannot be read ({reason})."
+                )
+                return None
+        if self.is_set(name):
+            return self.raw(name)
+        if required:
+            self.problems.append(f"{name} (or {file_name}) is not set: {hint}.")
+        return None
+
+
+def _public_url(reader):
+    name = "DJANGO_PUBLIC_URL"
+    value = reader.string(name, "http://localhost:8080").strip()
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        parts, port = None, None
+    if (
+        parts is None
+        or parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+        or parts.username
+        or parts.password
+    ):
+        reader.problems.append(
+            f"{name}={value!r} is not a site address: use scheme, host and "
+            "optional port only, e.g. http://localhost:8080 or https://signup.example.com."
+        )
+        return "http://localhost:8080", "http", "localhost"
+    origin = f"{parts.scheme}://{parts.hostname}"
+    if port is not None:
+        origin += f":{port}"
+    return origin, parts.scheme, parts.hostname
+
+
+def _database(reader):
+    url = reader.string("DATABASE_URL")
+    if url:
+        try:
+            config = reader.env.db_url_config(url)
+        except Exception as exc:  # django-environ raises several types
+            reader.problems.append(f"DATABASE_URL cannot be parsed ({exc}).")
+            return None
+        if config.get("ENGINE") != "django.db.backends.postgresql":
+            reader.problems.append(
+                "DATABASE_URL must point to PostgreSQL (postgres://user:password@host:port/name)."
+            )
+            return None
+        return config
+
+    user = reader.secret("POSTGRES_USER", required=False, hint="") or "postgres"
+    password = reader.secret(
+        "POSTGRES_PASSWORD",
+        required=True,
+        hint="use the password of the database user (the same value the postgres "
+        "container was first started with), or DATABASE_URL",
+    )
+    name = reader.secret("POSTGRES_DB", required=False, hint="") or user
+    port = reader.integer("POSTGRES_PORT", 5432, minimum=1)
+    if port > 65535:
+        reader.problems.append(f"POSTGRES_PORT={port} is not a TCP port (1-65535).")
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "HOST": reader.string("POSTGRES_HOST", "db").strip() or "db",
+        "PORT": port,
+        "USER": user,
+        "PASSWORD": password or "",
+        "NAME": name,
+    }
+
+
+def _superuser(reader):
+    username = reader.string("DJANGO_SUPERUSER_USERNAME", "").strip()
+    email = reader.string("DJANGO_SUPERUSER_EMAIL", "").strip()
+    password = reader.string("DJANGO_SUPERUSER_PASSWORD", "")
+    if not (username or email or password):
+        return None
+    missing = [
+        name
+        for name, value in (
+            ("DJANGO_SUPERUSER_USERNAME", username),
+            ("DJANGO_SUPERUSER_PASSWORD", password),
+        )
+        if not value
+    ]
+    if missing:
+        reader.problems.append(
+            f"{' and '.join(missing)} must be set too when an admin account is "
+            "to be created from the environment (or unset all DJANGO_SUPERUSER_* "
+            "variables)."
+        )
+        return None
+    return Superuser(username=username, email=email, password=password)
+
+
+def load(environ_=None):
+    """Build the Configuration from ENVIRON_ (default: os.environ)."""
+    reader = _Reader(os.environ if environ_ is None else environ_)
+
+    secret_key = reader.secret(
+        "DJANGO_SECRET_KEY", required=True, hint=GENERATE_KEY_HINT
+    )
+    if secret_key is not None and len(secret_key) < MIN_SECRET_KEY_LENGTH:
+        reader.problems.append(
+            f"DJANGO_SECRET_KEY is {len(secret_key)} characters long; use at least "
+            f"{MIN_SECRET_KEY_LENGTH} random characters: {GENERATE_KEY_HINT}."
+        )
+    debug = reader.boolean("DJANGO_DEBUG", False)
+    origin, scheme, hostname = _public_url(reader)
+    extra_hosts = reader.host_list("DJANGO_ALLOWED_HOSTS")
+    database = _database(reader)
+    superuser = _superuser(reader)
+    hsts_seconds = reader.integer("DJANGO_HSTS_SECONDS", 3600)
+    conn_max_age = reader.integer("DJANGO_CONN_MAX_AGE", 60)
+    connect_timeout = reader.integer("POSTGRES_CONNECT_TIMEOUT", 5, minimum=1)
+
+    if reader.problems:
+        raise ConfigurationError(reader.problems)
+
+    database.setdefault("OPTIONS", {}).setdefault("connect_timeout", connect_timeout)
+    allowed_hosts = list(dict.fromkeys([hostname, *extra_hosts]))
+    return Configuration(
+        secret_key=secret_key,
+        debug=debug,
+        public_url=origin,
+        public_scheme=scheme,
+        allowed_hosts=allowed_hosts,
+        csrf_trusted_origins=[origin],
+        database=database,
+        superuser=superuser,
+        hsts_seconds=hsts_seconds,
+        conn_max_age=conn_max_age,
+    )

@@ -1,0 +1,123 @@
+"""
+Django settings for the sign-up site.
+
+Deployment-specific values come from signup_site.configuration, which reads
+the environment once and stops start-up with a list of every problem. What is
+left here is the same for every deployment.
+"""
+
+from pathlib import Path
+
+from signup_site import configuration
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+CONFIG = configuration.load()
+
+SECRET_KEY = CONFIG.secret_key
+DEBUG = CONFIG.debug
+ALLOWED_HOSTS = CONFIG.allowed_hosts
+CSRF_TRUSTED_ORIGINS = CONFIG.csrf_trusted_origins
+SIGNUP_PUBLIC_URL = CONFIG.public_url
+BOOTSTRAP_SUPERUSER = CONFIG.superuser
+
+INSTALLED_APPS = [
+    "accounts",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+]
+
+MIDDLEWARE = [
+    # First, so probes answer for any Host header and without a session.
+    "signup_site.health.HealthCheckMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "signup_site.urls"
+WSGI_APPLICATION = "signup_site.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "signup_site" / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# Database: PostgreSQL only. Persistent connections with a health check, so a
+# restarted server costs no request (Django reconnects before using it).
+DATABASES = {"default": CONFIG.database}
+DATABASES["default"]["CONN_MAX_AGE"] = CONFIG.conn_max_age
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {
+        "NAME": "django.contrib.auth.password_validation."
+        "UserAttributeSimilarityValidator"
+    },
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# Static files are collected into the image at build time and served by nginx;
+# hashed names let nginx tell browsers to cache them for a year.
+STATIC_URL = "/static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.ManifestStaticFilesStorage"
+    },
+}
+
+# Security. Django's defaults already deny framing, send nosniff, a same-origin
+# Referrer-Policy and Cross-Origin-Opener-Policy, and keep cookies HttpOnly and
+# SameSite=Lax. What depends on HTTPS follows from DJANGO_PUBLIC_URL.
+SESSION_COOKIE_HTTPONLY = True
+if CONFIG.https:
+    # nginx overwrites X-Forwarded-Proto on every request, so a client cannot
+    # forge it; only then is this header safe to trust.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = CONFIG.hsts_seconds
+
+# Logging: everything to the console, which the container runtime collects.
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+    },
+    "root": {"handlers": ["console"], "level": "INFO"},
+    "loggers": {
+        "django.request": {"level": "ERROR"},
+    },
+}

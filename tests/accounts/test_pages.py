@@ -1,0 +1,97 @@
+import pytest
+from django.urls import reverse
+
+from accounts.models import Signup
+
+pytestmark = pytest.mark.django_db
+
+SIGNUP_URL = "/"
+THANKS_URL = "/thanks/"
+
+
+def test_form_page_has_heading_and_accessible_fields(client):
+    response = client.get(SIGNUP_URL)
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "<h1>Hello, please sign up!</h1>" in html
+    assert '<label for="id_name">Name</label>' in html
+    assert '<label for="id_email">Email address</label>' in html
+    assert 'type="text" name="name" id="id_name"' in html
+    assert 'type="email" name="email" id="id_email"' in html
+    assert 'autocomplete="name"' in html
+    assert 'autocomplete="email"' in html
+    assert 'name="csrfmiddlewaretoken"' in html
+    assert "<script" not in html
+
+
+def test_pages_use_only_the_sites_own_stylesheet(client):
+    html = client.get(SIGNUP_URL).content.decode()
+
+    assert '<link rel="stylesheet" href="/static/accounts/site.css">' in html
+    assert "http://" not in html
+    assert "https://" not in html
+
+
+def test_valid_signup_is_stored_and_redirects_to_thanks(client):
+    response = client.post(
+        SIGNUP_URL, {"name": "Ada Lovelace", "email": "ada@example.com"}
+    )
+
+    assert response.status_code == 302
+    assert response["Location"] == THANKS_URL
+    signup = Signup.objects.get()
+    assert (signup.name, signup.email) == ("Ada Lovelace", "ada@example.com")
+    assert signup.signed_up_at is not None
+
+
+def test_full_flow_ends_on_thank_you_page(client):
+    response = client.post(
+        SIGNUP_URL, {"name": "Grace", "email": "grace@example.com"}, follow=True
+    )
+
+    assert response.redirect_chain == [(THANKS_URL, 302)]
+    assert response.status_code == 200
+    assert "Thank you for signing up!" in response.content.decode()
+
+
+def test_thanks_page_url_does_not_carry_the_address(client):
+    response = client.post(SIGNUP_URL, {"name": "Grace", "email": "grace@example.com"})
+
+    assert "grace" not in response["Location"]
+    assert reverse("accounts:thanks") == response["Location"]
+
+
+def test_timestamp_is_set_by_the_database(client):
+    client.post(SIGNUP_URL, {"name": "A", "email": "a@example.com"})
+    client.post(SIGNUP_URL, {"name": "B", "email": "b@example.com"})
+
+    first, second = Signup.objects.order_by("id")
+    assert first.signed_up_at <= second.signed_up_at
+
+
+@pytest.mark.parametrize("method", ["put", "patch", "delete", "options"])
+def test_other_methods_are_refused_with_405(client, method):
+    response = getattr(client, method)(SIGNUP_URL)
+
+    assert response.status_code == 405
+    assert Signup.objects.count() == 0
+
+
+def test_unknown_page_gets_the_sites_404(client):
+    response = client.get("/no-such-page/")
+
+    assert response.status_code == 404
+    assert "Page not found" in response.content.decode()
+
+
+def test_post_without_csrf_token_is_refused_with_a_clear_page(settings):
+    from django.test import Client
+
+    response = Client(enforce_csrf_checks=True).post(
+        SIGNUP_URL, {"name": "Eve", "email": "eve@example.com"}
+    )
+
+    assert response.status_code == 403
+    assert "reload the page" in response.content.decode()
+    assert Signup.objects.count() == 0

@@ -1,0 +1,193 @@
+"""Bad input gets a message next to its field and stores nothing."""
+
+import pytest
+
+from accounts.models import Signup
+
+pytestmark = pytest.mark.django_db
+
+NAME_REQUIRED = "Please enter your name."
+EMAIL_REQUIRED = "Please enter your email address."
+EMAIL_INVALID = "Please enter a valid email address, like name@example.com."
+CONTROL = "Names cannot contain control characters."
+NUL = "Null characters are not allowed."
+
+
+def too_long(limit):
+    return f"Ensure this value has at most {limit} characters"
+
+
+INVALID = [
+    pytest.param(
+        {}, {"name": NAME_REQUIRED, "email": EMAIL_REQUIRED}, id="missing-both"
+    ),
+    pytest.param(
+        {"email": "a@example.com"}, {"name": NAME_REQUIRED}, id="missing-name"
+    ),
+    pytest.param({"name": "Ada"}, {"email": EMAIL_REQUIRED}, id="missing-email"),
+    pytest.param(
+        {"name": "", "email": ""},
+        {"name": NAME_REQUIRED, "email": EMAIL_REQUIRED},
+        id="blank",
+    ),
+    pytest.param(
+        {"name": " \t ", "email": "  "},
+        {"name": NAME_REQUIRED, "email": EMAIL_REQUIRED},
+        id="whitespace",
+    ),
+    pytest.param(
+        {"name": "x" * 257, "email": "a@example.com"},
+        {"name": too_long(256)},
+        id="name-too-long",
+    ),
+    pytest.param(
+        {"name": "Ada", "email": "a" * 64 + "@" + "b" * 186 + ".com"},
+        {"email": too_long(254)},
+        id="email-too-long",
+    ),
+    pytest.param(
+        {"name": "Ada", "email": "not-an-email"}, {"email": EMAIL_INVALID}, id="no-at"
+    ),
+    pytest.param(
+        {"name": "Ada", "email": "ada@"}, {"email": EMAIL_INVALID}, id="no-domain"
+    ),
+    pytest.param(
+        {"name": "Ada", "email": "@example.com"},
+        {"email": EMAIL_INVALID},
+        id="no-local-part",
+    ),
+    pytest.param(
+        {"name": "Ada", "email": "ada@@example.com"},
+        {"email": EMAIL_INVALID},
+        id="two-ats",
+    ),
+    pytest.param(
+        {"name": "Ada", "email": "ada@example"}, {"email": EMAIL_INVALID}, id="no-tld"
+    ),
+    pytest.param(
+        {"name": "Ada", "email": "ada@localhost"},
+        {"email": EMAIL_INVALID},
+        id="localhost",
+    ),
+    pytest.param(
+        {"name": "Ada", "email": "ada example@example.com"},
+        {"email": EMAIL_INVALID},
+        id="space",
+    ),
+    pytest.param(
+        {"name": "Ada", "email": "ada@exa_mple.com"},
+        {"email": EMAIL_INVALID},
+        id="underscore-domain",
+    ),
+    pytest.param(
+        {"name": "Ada", "email": "<script>@example.com"},
+        {"email": EMAIL_INVALID},
+        id="markup-email",
+    ),
+    pytest.param(
+        {"name": "Ada\x00", "email": "a@example.com"}, {"name": NUL}, id="nul-name"
+    ),
+    pytest.param(
+        {"name": "Ada", "email": "a\x00@example.com"}, {"email": NUL}, id="nul-email"
+    ),
+    pytest.param(
+        {"name": "Ada\x07Bell", "email": "a@example.com"},
+        {"name": CONTROL},
+        id="control-char",
+    ),
+    pytest.param(
+        {"name": "Ada\nLovelace", "email": "a@example.com"},
+        {"name": CONTROL},
+        id="newline",
+    ),
+    pytest.param(
+        {"name": "abc\u202edcba", "email": "a@example.com"},
+        {"name": CONTROL},
+        id="rtl-override",
+    ),
+]
+
+
+@pytest.mark.parametrize(("data", "errors"), INVALID)
+def test_invalid_input_rerenders_with_messages_and_stores_nothing(client, data, errors):
+    response = client.post("/", data)
+
+    assert response.status_code == 200
+    assert Signup.objects.count() == 0
+    form = response.context["form"]
+    assert set(form.errors) == set(errors)
+    html = response.content.decode()
+    for field, message in errors.items():
+        assert message in " ".join(form.errors[field])
+        assert f'<p class="field-error" id="id_{field}-error">' in html
+        assert f'aria-describedby="id_{field}-error"' in html
+    assert 'role="alert"' in html
+
+
+def test_first_invalid_field_gets_the_focus_and_values_are_kept(client):
+    response = client.post("/", {"name": "Ada", "email": "broken"})
+
+    html = response.content.decode()
+    assert 'value="Ada"' in html
+    assert 'value="broken"' in html
+    email_input = html[html.index('id="id_email"') :].split(">", 1)[0]
+    name_input = html[html.index('id="id_name"') :].split(">", 1)[0]
+    assert "autofocus" in email_input
+    assert "autofocus" not in name_input
+
+
+VALID = [
+    pytest.param(
+        "Zoë Åsa Ñúñez", "zoe@example.com", "zoe@example.com", id="latin-diacritics"
+    ),
+    pytest.param("山田 太郎", "taro@example.jp", "taro@example.jp", id="cjk"),
+    pytest.param("محمد", "m@example.com", "m@example.com", id="arabic"),
+    pytest.param("Emoji 🎉 Fan", "fan@example.com", "fan@example.com", id="emoji"),
+    pytest.param(
+        "e\u0301tienne",
+        "e@example.com",
+        "e@example.com",
+        id="combining-mark-kept-unnormalised",
+    ),
+    pytest.param("x" * 256, "long@example.com", "long@example.com", id="name-at-limit"),
+    pytest.param("  Ada  ", "  ada@example.com  ", "ada@example.com", id="trimmed"),
+    pytest.param("Ada", "Ada@EXAMPLE.COM", "Ada@example.com", id="domain-lowercased"),
+    pytest.param(
+        "Ada", "ada+news@example.com", "ada+news@example.com", id="plus-tag-kept"
+    ),
+    pytest.param("Ada", "ada@bücher.example", "ada@bücher.example", id="idn-domain"),
+    pytest.param(
+        "<b>Bold</b> & 'quotes'", "b@example.com", "b@example.com", id="markup-name"
+    ),
+    pytest.param(
+        "'; DROP TABLE accounts_signup; --",
+        "sql@example.com",
+        "sql@example.com",
+        id="sql-text",
+    ),
+    pytest.param(
+        "{{ 7*7 }} {% now 'Y' %}",
+        "tpl@example.com",
+        "tpl@example.com",
+        id="template-text",
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "email", "stored_email"), VALID)
+def test_valid_input_is_stored_exactly(client, name, email, stored_email):
+    response = client.post("/", {"name": name, "email": email})
+
+    assert response.status_code == 302
+    signup = Signup.objects.get()
+    assert signup.name == name.strip()
+    assert signup.name.encode() == name.strip().encode()
+    assert signup.email == stored_email
+
+
+def test_markup_in_a_rejected_submission_is_escaped_when_shown_again(client):
+    response = client.post("/", {"name": '"><script>alert(1)</script>', "email": "x"})
+
+    html = response.content.decode()
+    assert "<script>alert(1)</script>" not in html
+    assert "&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;" in html

@@ -1,0 +1,321 @@
+import pytest
+
+from signup_site.configuration import ConfigurationError, load
+from tests.support.commands import manage, site_environment
+
+GOOD_KEY = "k" * 50
+BASE = {"DJANGO_SECRET_KEY": GOOD_KEY, "POSTGRES_PASSWORD": "pw"}
+
+
+def problems(environment):
+    with pytest.raises(ConfigurationError) as excinfo:
+        load(environment)
+    return excinfo.value.problems
+
+
+def test_defaults():
+    config = load(BASE)
+
+    assert config.debug is False
+    assert config.public_url == "http://localhost:8080"
+    assert config.allowed_hosts == ["localhost"]
+    assert config.csrf_trusted_origins == ["http://localhost:8080"]
+    assert config.https is False
+    assert config.superuser is None
+    assert config.database == {
+        "ENGINE": "django.db.backends.postgresql",
+        "HOST": "db",
+        "PORT": 5432,
+        "USER": "postgres",
+        "PASSWORD": "pw",
+        "NAME": "postgres",
+        "OPTIONS": {"connect_timeout": 5},
+    }
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("1", True),
+        ("true", True),
+        ("TRUE", True),
+        ("yes", True),
+        ("on", True),
+        ("0", False),
+        ("false", False),
+        ("False", False),
+        ("no", False),
+        ("off", False),
+        (" off ", False),
+        ("", False),
+    ],
+)
+def test_debug_is_a_strict_boolean(value, expected):
+    assert load({**BASE, "DJANGO_DEBUG": value}).debug is expected
+
+
+@pytest.mark.parametrize("value", ["2", "maybe", "flase", "y e s", "enabled"])
+def test_debug_rejects_anything_else(value):
+    assert problems({**BASE, "DJANGO_DEBUG": value}) == [
+        f"DJANGO_DEBUG={value!r} is not a boolean: use one of "
+        "1/true/yes/on or 0/false/no/off."
+    ]
+
+
+def test_every_problem_is_listed_at_once():
+    found = problems(
+        {
+            "DJANGO_DEBUG": "perhaps",
+            "DJANGO_PUBLIC_URL": "localhost:8080",
+            "POSTGRES_PORT": "five",
+            "DJANGO_SUPERUSER_USERNAME": "admin",
+        }
+    )
+
+    assert len(found) == 6, found
+    joined = "\n".join(found)
+    for name in (
+        "DJANGO_SECRET_KEY (or DJANGO_SECRET_KEY_FILE) is not set",
+        "DJANGO_DEBUG='perhaps'",
+        "DJANGO_PUBLIC_URL='localhost:8080'",
+        "POSTGRES_PASSWORD (or POSTGRES_PASSWORD_FILE) is not set",
+        "POSTGRES_PORT='five'",
+        "DJANGO_SUPERUSER_PASSWORD must be set too",
+    ):
+        assert name in joined
+
+
+def test_secret_key_must_be_long_enough():
+    (problem,) = problems({**BASE, "DJANGO_SECRET_KEY": "short"})
+
+    assert "DJANGO_SECRET_KEY is 5 characters long" in problem
+    assert "secrets.token_urlsafe" in problem
+
+
+def test_secrets_from_files(tmp_path):
+    key_file = tmp_path / "key"
+    key_file.write_text("f" * 60 + "\n")
+    password_file = tmp_path / "password"
+    password_file.write_text("from a file\n")
+
+    config = load(
+        {
+            "DJANGO_SECRET_KEY_FILE": str(key_file),
+            "POSTGRES_PASSWORD_FILE": str(password_file),
+        }
+    )
+
+    assert config.secret_key == "f" * 60
+    assert config.database["PASSWORD"] == "from a file"
+
+
+def test_secret_and_its_file_are_exclusive(tmp_path):
+    key_file = tmp_path / "key"
+    key_file.write_text(GOOD_KEY)
+
+    assert problems({**BASE, "DJANGO_SECRET_KEY_FILE": str(key_file)}) == [
+        "DJANGO_SECRET_KEY and DJANGO_SECRET_KEY_FILE are both set: "
+        "set only one of them."
+    ]
+
+
+def test_unreadable_secret_file_is_reported(tmp_path):
+    (problem,) = problems(
+        {"DJANGO_SECRET_KEY": GOOD_KEY, "POSTGRES_PASSWORD_FILE": str(tmp_path / "no")}
+    )
+
+    assert problem.startswith("POSTGRES_PASSWORD_FILE=")
+    assert "cannot be read (No such file or directory)" in problem
+
+
+@pytest.mark.parametrize(
+    "password",
+    ["p@ss:w/rd#?%+ é", "a'b\"c\\d", "%41%42", "space at end ", "$HOME ${X}"],
+)
+def test_any_password_works_without_url_encoding(password):
+    config = load({"DJANGO_SECRET_KEY": GOOD_KEY, "POSTGRES_PASSWORD": password})
+
+    assert config.database["PASSWORD"] == password
+
+
+def test_database_pieces():
+    config = load(
+        {
+            **BASE,
+            "POSTGRES_HOST": "pg.internal",
+            "POSTGRES_PORT": "6543",
+            "POSTGRES_USER": "site",
+            "POSTGRES_DB": "signups",
+            "POSTGRES_CONNECT_TIMEOUT": "2",
+        }
+    )
+
+    assert config.database["HOST"] == "pg.internal"
+    assert config.database["PORT"] == 6543
+    assert config.database["USER"] == "site"
+    assert config.database["NAME"] == "signups"
+    assert config.database["OPTIONS"] == {"connect_timeout": 2}
+
+
+def test_database_url_wins_over_pieces():
+    config = load(
+        {
+            "DJANGO_SECRET_KEY": GOOD_KEY,
+            "DATABASE_URL": "postgres://u:p%40ss@h:5433/d",
+        }
+    )
+
+    assert config.database["USER"] == "u"
+    assert config.database["PASSWORD"] == "p@ss"
+    assert config.database["HOST"] == "h"
+    assert config.database["PORT"] == 5433
+    assert config.database["NAME"] == "d"
+
+
+def test_database_url_must_be_postgres():
+    (problem,) = problems(
+        {"DJANGO_SECRET_KEY": GOOD_KEY, "DATABASE_URL": "mysql://u:p@h/d"}
+    )
+
+    assert "DATABASE_URL must point to PostgreSQL" in problem
+
+
+@pytest.mark.parametrize(
+    ("url", "origin", "hosts"),
+    [
+        ("http://localhost:8080", "http://localhost:8080", ["localhost"]),
+        (
+            "https://signup.example.com",
+            "https://signup.example.com",
+            ["signup.example.com"],
+        ),
+        (
+            "https://Signup.Example.com:8443/",
+            "https://signup.example.com:8443",
+            ["signup.example.com"],
+        ),
+        ("http://127.0.0.1:9000", "http://127.0.0.1:9000", ["127.0.0.1"]),
+    ],
+)
+def test_public_url_sets_hosts_and_trusted_origins(url, origin, hosts):
+    config = load({**BASE, "DJANGO_PUBLIC_URL": url})
+
+    assert config.public_url == origin
+    assert config.csrf_trusted_origins == [origin]
+    assert config.allowed_hosts == hosts
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "localhost:8080",
+        "ftp://example.com",
+        "http://",
+        "http://x/path",
+        "http://x:99999",
+        "http://u:p@x",
+    ],
+)
+def test_public_url_must_be_a_site_address(url):
+    (problem,) = problems({**BASE, "DJANGO_PUBLIC_URL": url})
+
+    assert problem.startswith(f"DJANGO_PUBLIC_URL={url!r} is not a site address")
+
+
+def test_extra_allowed_hosts_are_added():
+    config = load({**BASE, "DJANGO_ALLOWED_HOSTS": "a.example, .b.example,,localhost"})
+
+    assert config.allowed_hosts == ["localhost", "a.example", ".b.example"]
+
+
+def test_superuser_from_environment():
+    config = load(
+        {
+            **BASE,
+            "DJANGO_SUPERUSER_USERNAME": "admin",
+            "DJANGO_SUPERUSER_EMAIL": "admin@example.com",
+            "DJANGO_SUPERUSER_PASSWORD": "a long passphrase",
+        }
+    )
+
+    assert (config.superuser.username, config.superuser.email) == (
+        "admin",
+        "admin@example.com",
+    )
+
+
+def settings_in_child_process(names, **environment):
+    script = "from django.conf import settings;" + "".join(
+        f"print(repr(settings.{name}));" for name in names
+    )
+    result = manage(
+        "shell", "--no-imports", "-c", script, env=site_environment(**environment)
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip().splitlines()
+
+
+def test_https_public_url_turns_on_secure_cookies_hsts_and_proxy_header():
+    values = settings_in_child_process(
+        [
+            "SESSION_COOKIE_SECURE",
+            "CSRF_COOKIE_SECURE",
+            "SECURE_HSTS_SECONDS",
+            "SECURE_PROXY_SSL_HEADER",
+            "SECURE_SSL_REDIRECT",
+        ],
+        DJANGO_SECRET_KEY=GOOD_KEY,
+        POSTGRES_PASSWORD="x",
+        DJANGO_PUBLIC_URL="https://signup.example.com",
+    )
+
+    assert values == [
+        "True",
+        "True",
+        "3600",
+        "('HTTP_X_FORWARDED_PROTO', 'https')",
+        "True",
+    ]
+
+
+def test_http_public_url_keeps_cookies_usable_over_http():
+    values = settings_in_child_process(
+        [
+            "SESSION_COOKIE_SECURE",
+            "CSRF_COOKIE_SECURE",
+            "SECURE_HSTS_SECONDS",
+            "SECURE_PROXY_SSL_HEADER",
+        ],
+        DJANGO_SECRET_KEY=GOOD_KEY,
+        POSTGRES_PASSWORD="x",
+    )
+
+    assert values == ["False", "False", "0", "None"]
+
+
+def test_misconfiguration_stops_manage_py_with_one_message_and_no_traceback():
+    result = manage(
+        "check",
+        env=site_environment(DJANGO_DEBUG="sometimes", POSTGRES_PORT="-1"),
+    )
+
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith(
+        "The site is not configured correctly (4 problems):"
+    )
+    for name in (
+        "DJANGO_SECRET_KEY",
+        "DJANGO_DEBUG",
+        "POSTGRES_PASSWORD",
+        "POSTGRES_PORT",
+    ):
+        assert f"  - {name}" in result.stderr
+    assert result.stdout == ""
+
+
+def test_no_default_secret_key_exists_anywhere():
+    result = manage("check", env=site_environment(POSTGRES_PASSWORD="x"))
+
+    assert result.returncode == 1
+    assert "DJANGO_SECRET_KEY (or DJANGO_SECRET_KEY_FILE) is not set" in result.stderr

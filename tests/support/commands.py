@@ -1,0 +1,48 @@
+"""Run manage.py in a child process with the production settings module."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+TEST_SECRET_KEY = "child-process-test-key-" + "k" * 40
+CONFIG_PREFIXES = ("DJANGO_", "POSTGRES_", "DATABASE_URL", "TEST_POSTGRES_")
+
+
+def site_environment(**overrides):
+    """os.environ without any site configuration, plus OVERRIDES."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(CONFIG_PREFIXES)
+    }
+    env["DJANGO_SETTINGS_MODULE"] = "signup_site.settings"
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update({name: str(value) for name, value in overrides.items()})
+    return env
+
+
+def manage(*args, env, timeout=120, **kwargs):
+    """Run ``python manage.py ARGS``; return the CompletedProcess."""
+    return subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "manage.py"), *args],
+        env=env,
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kwargs,
+    )
+
+
+def start_manage(*args, env):
+    """Start ``python manage.py ARGS`` without waiting; return the Popen."""
+    return subprocess.Popen(
+        [sys.executable, str(PROJECT_ROOT / "manage.py"), *args],
+        env=env,
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )

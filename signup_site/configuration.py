@@ -78,9 +78,6 @@ class _Reader:
     def raw(self, name):
         return self.env.ENVIRON.get(name)
 
-    def is_set(self, name):
-        return name in self.env.ENVIRON
-
     def string(self, name, default=None):
         value = self.raw(name)
         return default if value is None else value
@@ -120,28 +117,35 @@ class _Reader:
             return []
         return [host.strip() for host in self.env.list(name) if host.strip()]
 
-    def secret(self, name, *, required, hint):
-        """The value of NAME or the contents of the file named by NAME_FILE."""
+    def secret(self, name, *, required, hint, generated=None):
+        """
+        The value of NAME, or the contents of the file named by NAME_FILE, or
+        else of the file GENERATED in SIGNUP_SECRETS_DIR (where the Compose
+        stack keeps the secrets it made on first start). Empty means unset, as
+        it does for the official postgres image.
+        """
         file_name = f"{name}_FILE"
-        if self.is_set(name) and self.is_set(file_name):
+        value, path = self.raw(name) or None, self.raw(file_name) or None
+        if value is not None and path is not None:
             self.problems.append(
                 f"{name} and {file_name} are both set: set only one of them."
             )
             return None
-        if self.is_set(file_name):
-            path = Path(self.raw(file_name))
+        if value is not None:
+            return value
+        if path is None and generated and self.raw("SIGNUP_SECRETS_DIR"):
+            candidate = Path(self.raw("SIGNUP_SECRETS_DIR")) / generated
+            if candidate.is_file():
+                path, file_name = str(candidate), "SIGNUP_SECRETS_DIR"
+        if path is not None:
             try:
                 # Like the official postgres image, drop trailing newlines an
                 # editor or `echo` adds to a secret file.
-                return path.read_text(encoding="utf-8").rstrip("\r\n")
+                return Path(path).read_text(encoding="utf-8").rstrip("\r\n")
             except (OSError, UnicodeDecodeError) as exc:
                 reason = getattr(exc, "strerror", None) or str(exc)
-                self.problems.append(
-                    f"{file_name}={str(path)!r} cannot be read ({reason})."
-                )
+                self.problems.append(f"{file_name}={path!r} cannot be read ({reason}).")
                 return None
-        if self.is_set(name):
-            return self.raw(name)
         if required:
             self.problems.append(f"{name} (or {file_name}) is not set: {hint}.")
         return None
@@ -192,11 +196,10 @@ def _database(reader):
         return config
 
     user = reader.secret("POSTGRES_USER", required=False, hint="") or "postgres"
+    # Optional: a server with trust or peer authentication needs none, and a
+    # wrong or missing one is reported by `bootstrap` in plain words.
     password = reader.secret(
-        "POSTGRES_PASSWORD",
-        required=True,
-        hint="use the password of the database user (the same value the postgres "
-        "container was first started with), or DATABASE_URL",
+        "POSTGRES_PASSWORD", required=False, hint="", generated="postgres_password"
     )
     name = reader.secret("POSTGRES_DB", required=False, hint="") or user
     port = reader.integer("POSTGRES_PORT", 5432, minimum=1)
@@ -241,7 +244,10 @@ def load(environ_=None):
     reader = _Reader(os.environ if environ_ is None else environ_)
 
     secret_key = reader.secret(
-        "DJANGO_SECRET_KEY", required=True, hint=GENERATE_KEY_HINT
+        "DJANGO_SECRET_KEY",
+        required=True,
+        hint=GENERATE_KEY_HINT,
+        generated="django_secret_key",
     )
     if secret_key is not None and len(secret_key) < MIN_SECRET_KEY_LENGTH:
         reader.problems.append(
@@ -261,7 +267,9 @@ def load(environ_=None):
         raise ConfigurationError(reader.problems)
 
     database.setdefault("OPTIONS", {}).setdefault("connect_timeout", connect_timeout)
-    allowed_hosts = list(dict.fromkeys([hostname, *extra_hosts]))
+    # "localhost" is also reached as 127.0.0.1 and [::1]; accept all three.
+    loopback = ["127.0.0.1", "[::1]"] if hostname == "localhost" else []
+    allowed_hosts = list(dict.fromkeys([hostname, *loopback, *extra_hosts]))
     return Configuration(
         secret_key=secret_key,
         debug=debug,

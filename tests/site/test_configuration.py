@@ -18,7 +18,7 @@ def test_defaults():
 
     assert config.debug is False
     assert config.public_url == "http://localhost:8080"
-    assert config.allowed_hosts == ["localhost"]
+    assert config.allowed_hosts == ["localhost", "127.0.0.1", "[::1]"]
     assert config.csrf_trusted_origins == ["http://localhost:8080"]
     assert config.https is False
     assert config.superuser is None
@@ -72,13 +72,12 @@ def test_every_problem_is_listed_at_once():
         }
     )
 
-    assert len(found) == 6, found
+    assert len(found) == 5, found
     joined = "\n".join(found)
     for name in (
         "DJANGO_SECRET_KEY (or DJANGO_SECRET_KEY_FILE) is not set",
         "DJANGO_DEBUG='perhaps'",
         "DJANGO_PUBLIC_URL='localhost:8080'",
-        "POSTGRES_PASSWORD (or POSTGRES_PASSWORD_FILE) is not set",
         "POSTGRES_PORT='five'",
         "DJANGO_SUPERUSER_PASSWORD must be set too",
     ):
@@ -117,6 +116,53 @@ def test_secret_and_its_file_are_exclusive(tmp_path):
         "DJANGO_SECRET_KEY and DJANGO_SECRET_KEY_FILE are both set: "
         "set only one of them."
     ]
+
+
+def test_empty_values_count_as_unset(tmp_path):
+    key_file = tmp_path / "key"
+    key_file.write_text(GOOD_KEY)
+
+    config = load(
+        {
+            "DJANGO_SECRET_KEY": "",
+            "DJANGO_SECRET_KEY_FILE": str(key_file),
+            "POSTGRES_PASSWORD": "",
+        }
+    )
+
+    assert config.secret_key == GOOD_KEY
+    assert config.database["PASSWORD"] == ""
+
+
+def test_database_password_is_optional_for_trust_authentication():
+    assert load({"DJANGO_SECRET_KEY": GOOD_KEY}).database["PASSWORD"] == ""
+
+
+def test_generated_secrets_are_used_only_for_what_is_not_set(tmp_path):
+    (tmp_path / "django_secret_key").write_text("g" * 64 + "\n")
+    (tmp_path / "postgres_password").write_text("generated password\n")
+
+    generated = load({"SIGNUP_SECRETS_DIR": str(tmp_path)})
+    overridden = load(
+        {
+            "SIGNUP_SECRETS_DIR": str(tmp_path),
+            "DJANGO_SECRET_KEY": GOOD_KEY,
+            "POSTGRES_PASSWORD": "from .env",
+        }
+    )
+
+    assert generated.secret_key == "g" * 64
+    assert generated.database["PASSWORD"] == "generated password"
+    assert overridden.secret_key == GOOD_KEY
+    assert overridden.database["PASSWORD"] == "from .env"
+
+
+def test_an_empty_secrets_dir_still_requires_a_secret_key(tmp_path):
+    (problem,) = problems({"SIGNUP_SECRETS_DIR": str(tmp_path)})
+
+    assert problem.startswith(
+        "DJANGO_SECRET_KEY (or DJANGO_SECRET_KEY_FILE) is not set"
+    )
 
 
 def test_unreadable_secret_file_is_reported(tmp_path):
@@ -183,7 +229,11 @@ def test_database_url_must_be_postgres():
 @pytest.mark.parametrize(
     ("url", "origin", "hosts"),
     [
-        ("http://localhost:8080", "http://localhost:8080", ["localhost"]),
+        (
+            "http://localhost:8080",
+            "http://localhost:8080",
+            ["localhost", "127.0.0.1", "[::1]"],
+        ),
         (
             "https://signup.example.com",
             "https://signup.example.com",
@@ -225,7 +275,13 @@ def test_public_url_must_be_a_site_address(url):
 def test_extra_allowed_hosts_are_added():
     config = load({**BASE, "DJANGO_ALLOWED_HOSTS": "a.example, .b.example,,localhost"})
 
-    assert config.allowed_hosts == ["localhost", "a.example", ".b.example"]
+    assert config.allowed_hosts == [
+        "localhost",
+        "127.0.0.1",
+        "[::1]",
+        "a.example",
+        ".b.example",
+    ]
 
 
 def test_superuser_from_environment():
@@ -302,12 +358,11 @@ def test_misconfiguration_stops_manage_py_with_one_message_and_no_traceback():
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert result.stderr.startswith(
-        "The site is not configured correctly (4 problems):"
+        "The site is not configured correctly (3 problems):"
     )
     for name in (
         "DJANGO_SECRET_KEY",
         "DJANGO_DEBUG",
-        "POSTGRES_PASSWORD",
         "POSTGRES_PORT",
     ):
         assert f"  - {name}" in result.stderr

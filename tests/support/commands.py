@@ -7,7 +7,13 @@ from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 TEST_SECRET_KEY = "child-process-test-key-" + "k" * 40
-CONFIG_PREFIXES = ("DJANGO_", "POSTGRES_", "DATABASE_URL", "TEST_POSTGRES_")
+CONFIG_PREFIXES = (
+    "DJANGO_",
+    "POSTGRES_",
+    "DATABASE_URL",
+    "TEST_POSTGRES_",
+    "SIGNUP_",
+)
 
 
 def site_environment(**overrides):

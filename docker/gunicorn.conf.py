@@ -1,0 +1,150 @@
+# gunicorn settings for the sign-up site, behind nginx in a container:
+#
+#   gunicorn -c docker/gunicorn.conf.py [signup_site.wsgi:application]
+#
+# Environment variables an operator may set (default in brackets):
+#
+#   GUNICORN_BIND                 address to listen on; several, comma-separated
+#                                 [0.0.0.0:8000]
+#   WEB_CONCURRENCY               worker processes [3]
+#   GUNICORN_TIMEOUT              seconds a worker may be silent before it is
+#                                 killed and replaced [30]
+#   GUNICORN_GRACEFUL_TIMEOUT     seconds in-flight requests get to finish after
+#                                 SIGTERM [30]
+#   GUNICORN_KEEPALIVE            seconds an idle keep-alive connection is held
+#                                 (threaded workers only) [5]
+#   GUNICORN_MAX_REQUESTS         requests before a worker is replaced, 0 for
+#                                 never [1000]
+#   GUNICORN_MAX_REQUESTS_JITTER  random extra requests, so workers are not all
+#                                 replaced at once [100]
+#   GUNICORN_WORKER_TMP_DIR       directory of the worker heartbeat files
+#                                 [/dev/shm when it exists]
+#   GUNICORN_LOG_LEVEL            debug, info, warning, error or critical [info]
+#   FORWARDED_ALLOW_IPS           peers whose X-Forwarded-Proto gunicorn
+#                                 believes [127.0.0.1,::1]
+#   GUNICORN_CONTROL_SOCKET       path of the gunicornc control socket [off]
+#
+# Anything else goes in GUNICORN_CMD_ARGS, which gunicorn applies after this
+# file (then the command line wins over both).
+
+import os
+import sys
+
+_problems = []
+
+
+def _integer(name, default, minimum):
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        number = None
+    if number is None or number < minimum:
+        _problems.append(
+            f"{name}={value!r} is not a whole number of at least {minimum}."
+        )
+        return default
+    return number
+
+
+def _choice(name, default, choices):
+    value = os.environ.get(name, "").strip().lower() or default
+    if value not in choices:
+        _problems.append(f"{name}={value!r} is not one of {', '.join(choices)}.")
+        return default
+    return value
+
+
+# Server socket: every interface of the container; compose publishes no port
+# for web, so only containers on its network (nginx) can connect.
+bind = [
+    address.strip()
+    for address in os.environ.get("GUNICORN_BIND", "0.0.0.0:8000").split(",")
+    if address.strip()
+]
+
+# Worker processes: an explicit count, because gunicorn's CPU count is the
+# host's, not the container's limit. (gunicorn itself reads WEB_CONCURRENCY
+# first and stops with a traceback if it is not a number at all.) Sync
+# workers, one request each: nginx buffers requests and responses, so slow
+# clients never hold a worker.
+workers = _integer("WEB_CONCURRENCY", 3, minimum=1)
+worker_class = "sync"
+# Below nginx's 60 s proxy_read_timeout, so gunicorn ends a stuck request first.
+timeout = _integer("GUNICORN_TIMEOUT", 30, minimum=1)
+# As long as a request may run; the container's stop grace period must exceed it.
+graceful_timeout = _integer("GUNICORN_GRACEFUL_TIMEOUT", 30, minimum=0)
+# Sync workers close every connection after one response and ignore this;
+# nginx opens one per request anyway. It matters only with threads.
+keepalive = _integer("GUNICORN_KEEPALIVE", 5, minimum=1)
+# Replace each worker after about this many requests to contain slow leaks.
+max_requests = _integer("GUNICORN_MAX_REQUESTS", 1000, minimum=0)
+max_requests_jitter = _integer("GUNICORN_MAX_REQUESTS_JITTER", 100, minimum=0)
+
+# Server mechanics: the heartbeat file is touched constantly; on tmpfs that
+# never waits for a disk (Docker mounts /dev/shm as tmpfs). gunicorn makes it
+# with mkstemp and unlinks it at once, so a shared directory is safe.
+_SHM = "/dev/shm"  # noqa: S108
+if os.environ.get("GUNICORN_WORKER_TMP_DIR"):
+    worker_tmp_dir = os.environ["GUNICORN_WORKER_TMP_DIR"]
+elif os.path.isdir(_SHM):
+    worker_tmp_dir = _SHM
+# Only nginx's own X-Forwarded-Proto could switch wsgi.url_scheme to https,
+# and only from these peers. The default trusts loopback alone: in Compose
+# nginx is another container, so gunicorn ignores the header there and Django
+# decides instead (SECURE_PROXY_SSL_HEADER, set only for an https public URL,
+# where nginx overwrites the header on every request). "*" would also let any
+# container on the network set SCRIPT_NAME through gunicorn's forwarder
+# headers; nothing here needs that.
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+secure_scheme_headers = {"X-FORWARDED-PROTO": "https"}
+# gunicornc's control socket (gunicorn 25.1+) is off unless asked for: by
+# default it goes to $HOME/.gunicorn/gunicorn.ctl, a path every gunicorn of
+# the same user shares, and nothing in this deployment uses it.
+if os.environ.get("GUNICORN_CONTROL_SOCKET"):
+    control_socket = os.environ["GUNICORN_CONTROL_SOCKET"]
+else:
+    control_socket_disable = True
+# The default application, so the container command can leave it out.
+wsgi_app = "signup_site.wsgi:application"
+
+# Logging: both to the container's output. REMOTE_ADDR is nginx, so the client
+# is the X-Forwarded-For nginx sets; rid is nginx's request id, rt seconds.
+accesslog = "-"
+errorlog = "-"
+loglevel = _choice(
+    "GUNICORN_LOG_LEVEL", "info", ("debug", "info", "warning", "error", "critical")
+)
+access_log_format = (
+    '%({x-forwarded-for}i)s %(t)s "%(r)s" %(s)s %(b)s rt=%(L)s '
+    'rid=%({x-request-id}i)s peer=%(h)s pid=%(p)s "%(f)s" "%(a)s"'
+)
+
+if _problems:
+    sys.stderr.write(
+        "gunicorn is not configured correctly:\n"
+        + "".join(f"  - {problem}\n" for problem in _problems)
+    )
+    sys.exit(1)
+
+
+# Server hooks
+
+
+def on_starting(server):
+    """Check the site's configuration before binding or forking anything.
+
+    Django reads it only when a worker loads the application: every worker
+    would print a traceback before the master gave up ("Worker failed to
+    boot"). Stop here instead, once, with the list of what to fix.
+    """
+    from signup_site.configuration import ConfigurationError, load
+
+    try:
+        load()
+    except ConfigurationError as exc:
+        sys.stderr.write(f"{exc}\n")
+        sys.stderr.flush()
+        sys.exit(1)

@@ -1,5 +1,6 @@
 """The checks a reviewer would run by hand, run by the test command instead."""
 
+import json
 import shutil
 import subprocess
 import sys
@@ -36,10 +37,15 @@ def test_ruff_format_is_clean():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def project_files():
+    """What a clone holds: tracked files and new ones that are not ignored."""
+    listed = run("git", "ls-files", "-z", "--cached", "--others", "--exclude-standard")
+    return [name for name in listed.stdout.split("\0") if name]
+
+
 def shell_scripts():
-    tracked = run("git", "ls-files").stdout.split()
     scripts = []
-    for name in tracked:
+    for name in project_files():
         path = ROOT / name
         if not path.is_file():
             continue
@@ -82,3 +88,57 @@ def test_models_and_migrations_agree():
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "No changes detected" in result.stdout
+
+
+def test_dockerfiles_pass_hadolint():
+    dockerfiles = [name for name in project_files() if Path(name).name == "Dockerfile"]
+    assert "docker/Dockerfile" in dockerfiles
+    result = run(tool("hadolint"), *dockerfiles)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def compose_files():
+    return [
+        name
+        for name in project_files()
+        if Path(name).name.startswith("compose") and name.endswith((".yaml", ".yml"))
+    ]
+
+
+def test_compose_files_follow_the_compose_specification():
+    files = compose_files()
+    assert "compose.yaml" in files
+    assert "tests/compose/compose.standins.yaml" in files
+    result = run(
+        tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", *files
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_compose_file_resolves_to_three_services_with_one_published_port(tmp_path):
+    from tests.compose.engine import compose_binary
+
+    # Interpolated as on a fresh clone: no .env, no site variables.
+    environment = site_environment()
+    result = subprocess.run(
+        [str(compose_binary()), "--file", "compose.yaml", "config", "--format", "json"],
+        cwd=ROOT,
+        env={**environment, "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    config = json.loads(result.stdout)
+    services = config["services"]
+    assert "version" not in (ROOT / "compose.yaml").read_text().split("services:")[0]
+    assert sorted(services) == ["db", "nginx", "web"]
+    assert {name for name, service in services.items() if service.get("ports")} == {
+        "nginx"
+    }
+    assert services["nginx"]["ports"][0]["published"] == "8080"
+    assert services["db"]["networks"].keys() == {"backend"}
+    assert services["nginx"]["networks"].keys() == {"frontend"}
+    assert config["networks"]["backend"]["internal"] is True
+    assert services["web"]["depends_on"]["db"]["condition"] == "service_healthy"
+    assert services["nginx"]["depends_on"]["web"]["condition"] == "service_healthy"

@@ -1,0 +1,126 @@
+"""
+Fixtures for the tests that drive a real Docker engine and Compose v2.
+
+``docker_engine`` (session): an engine that answers (dockerd started here if
+needed, and stopped again by pid), the offline ``debian:bookworm-slim`` base
+and the stand-in images. When any of that is missing the engine tests fail
+under CI=true (CI must not silently skip them) and are skipped elsewhere, with
+the reason.
+"""
+
+import os
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.compose import engine
+
+HERE = Path(__file__).resolve().parent
+
+# The first engine test also pays for the session setup (a cold one
+# debootstraps and builds three images); it gets this much on top of its
+# usual timeout.
+ENGINE_SETUP_SECONDS = 900
+
+RUN_PREFIX = f"signuptest{os.getpid()}{uuid.uuid4().hex[:6]}"
+_setup_report = {}
+
+
+def _engine_unavailable(reason):
+    if os.environ.get("CI") == "true":
+        pytest.fail(
+            f"Docker engine tests could not run (CI=true, so this fails): {reason}",
+            pytrace=False,
+        )
+    pytest.skip(f"Docker engine tests did not run: {reason}")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.get_closest_marker("engine") and HERE in item.path.parents:
+            marker = item.get_closest_marker("timeout")
+            if marker and marker.args:
+                usual = float(marker.args[0])
+            else:
+                usual = float(config.getini("timeout") or 0)
+            if usual > 0:
+                item.add_marker(
+                    pytest.mark.timeout(usual + ENGINE_SETUP_SECONDS), append=False
+                )
+            break
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _setup_report:
+        parts = ", ".join(f"{k} {v} s" for k, v in _setup_report["seconds"].items())
+        terminalreporter.write_line(
+            f"docker engine setup ({_setup_report['engine']}): {parts}"
+        )
+
+
+@pytest.fixture(scope="session")
+def docker_engine():
+    """The engine (an ``engine.Engine``), with the base and stand-in images."""
+    started = time.monotonic()
+    try:
+        eng, timings = engine.prepare()
+    except engine.EngineUnavailable as exc:
+        _engine_unavailable(str(exc))
+    timings["total"] = round(time.monotonic() - started, 1)
+    _setup_report["seconds"] = timings
+    _setup_report["engine"] = (
+        f"dockerd pid {eng.process.pid} started here"
+        if eng.started_here
+        else "engine already running"
+    )
+    yield eng
+    eng.stop()
+
+
+@pytest.fixture(scope="session")
+def run_prefix():
+    """A prefix unique to this test run for names of Docker objects."""
+    return RUN_PREFIX
+
+
+@pytest.fixture
+def docker_names(docker_engine, run_prefix):
+    """Per-test unique Docker object names, removed by name after the test."""
+    names = engine.DockerNames(f"{run_prefix}-{uuid.uuid4().hex[:6]}")
+    yield names
+    left = names.cleanup()
+    assert not left, f"could not remove Docker objects: {left}"
+
+
+@pytest.fixture
+def compose_project(docker_engine, run_prefix):
+    """Factory of Compose projects with unique names, each ``down -v``'d after.
+
+    ``compose_project(*files, label=..., env=..., cwd=..., standins=True)``;
+    FILES default to the project's compose.yaml, and
+    the stand-ins override is layered on top unless ``standins=False``. ENV is
+    the complete environment Compose sees (default os.environ, which under
+    pytest-django holds the test settings' POSTGRES_* values). Call the result with
+    compose arguments: ``project("up", "--wait")``.
+    """
+    projects = []
+
+    def make(*files, label="stack", env=None, cwd=None, standins=True):
+        files = [Path(f) for f in files] or [engine.PROJECT_ROOT / "compose.yaml"]
+        if standins:
+            files.append(engine.STANDINS_OVERRIDE)
+        project = engine.ComposeProject(
+            name=f"{run_prefix}-{label}-{len(projects)}",
+            files=tuple(files),
+            env=env,
+            cwd=cwd,
+        )
+        projects.append(project)
+        return project
+
+    yield make
+    for project in reversed(projects):
+        project.down()

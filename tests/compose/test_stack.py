@@ -1,0 +1,378 @@
+"""
+The way users run the project, in a real Docker engine: `docker compose up`
+on a fresh clone with no .env, the site on port 8080, `bootstrap` through
+`docker compose exec`, the admin, scaling, and data that survives `down`.
+
+The official images cannot be pulled on the test machines, so
+compose.standins.yaml swaps in stand-ins built from Debian packages; the
+site's own images are built from docker/Dockerfile as a user would build them.
+"""
+
+import json
+import re
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.compose import engine
+from tests.support.commands import site_environment
+
+pytestmark = pytest.mark.engine
+
+ADMIN_USER = "owner"
+ADMIN_PASSWORD = "compose test admin passphrase"
+
+
+def port_is_free(port):
+    """Whether a server could listen on PORT (connections in TIME_WAIT do not
+    count: servers, docker-proxy included, bind with SO_REUSEADDR)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def fresh_clone(destination):
+    """Copy what a clone would hold (tracked and new, not ignored, files)."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=engine.PROJECT_ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    for name in filter(None, listed.split("\0")):
+        source = engine.PROJECT_ROOT / name
+        if source.is_file():
+            target = destination / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    assert not (destination / ".env").exists()
+    return destination
+
+
+class Stack:
+    def __init__(self, project, port):
+        self.project = project
+        self.port = port
+        self.base = f"http://127.0.0.1:{port}"
+
+    def __call__(self, *args, **kwargs):
+        return self.project(*args, **kwargs)
+
+    def sql(self, query):
+        result = self(
+            "exec",
+            "-T",
+            "db",
+            "psql",
+            "-U",
+            "signup",
+            "-d",
+            "signup",
+            "-At",
+            "-c",
+            query,
+        )
+        return result.stdout.strip()
+
+    def scale_web(self, replicas):
+        self(
+            *("up", "--detach", "--wait", "--wait-timeout", "180"),
+            *("--scale", f"web={replicas}", "--no-recreate"),
+            timeout=600,
+        )
+
+    def container_ids(self, service):
+        result = self("ps", "--quiet", service)
+        return sorted(result.stdout.split())
+
+    def wait_for_site(self, timeout=60):
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if requests.get(self.base + "/readyz", timeout=5).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"site not ready on {self.base}")
+            time.sleep(1)
+
+
+@pytest.fixture(scope="module")
+def stack(docker_engine, run_prefix, tmp_path_factory):
+    port = 8080 if port_is_free(8080) else None
+    assert port, "port 8080 on 127.0.0.1 is taken: stop what uses it"
+    clone = fresh_clone(tmp_path_factory.mktemp("clone"))
+    env = site_environment(SIGNUP_BIND_ADDRESS="127.0.0.1", SIGNUP_PORT=port)
+    env.pop("DJANGO_SETTINGS_MODULE")
+    project = engine.ComposeProject(
+        name=f"{run_prefix}-stack",
+        files=(clone / "compose.yaml", engine.STANDINS_OVERRIDE),
+        env=env,
+        cwd=clone,
+    )
+    stack = Stack(project, port)
+    try:
+        stack(
+            "up", "--build", "--detach", "--wait", "--wait-timeout", "300", timeout=1200
+        )
+        yield stack
+    finally:
+        logs = project("logs", "--no-color", "--tail", "200", check=False)
+        print(logs.stdout[-20000:])
+        project.down()
+
+
+def browser_session(stack):
+    session = requests.Session()
+    session.headers["User-Agent"] = "signup-compose-test"
+    page = session.get(stack.base + "/", timeout=10)
+    assert page.status_code == 200
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
+    return session, token.group(1)
+
+
+def test_project_directory_has_no_env_file(stack):
+    assert not (Path(stack.project.cwd) / ".env").exists()
+
+
+def test_every_service_is_healthy_after_up_wait(stack):
+    listing = stack("ps", "--format", "json").stdout
+    services = [json.loads(line) for line in listing.splitlines() if line.strip()]
+
+    assert sorted(s["Service"] for s in services) == ["db", "nginx", "web"]
+    assert all(s["Health"] == "healthy" for s in services), services
+
+
+def test_signup_through_nginx_lands_as_a_row_in_db(stack):
+    session, token = browser_session(stack)
+    email = f"compose-{uuid.uuid4().hex[:8]}@example.com"
+
+    response = session.post(
+        stack.base + "/",
+        data={"csrfmiddlewaretoken": token, "name": "Compose Test", "email": email},
+        headers={"Origin": stack.base, "Referer": stack.base + "/"},
+        allow_redirects=False,
+        timeout=10,
+    )
+
+    assert response.status_code == 302, response.text[:500]
+    assert response.headers["Location"] == "/thanks/"
+    assert session.get(stack.base + "/thanks/", timeout=10).status_code == 200
+    assert (
+        stack.sql(f"SELECT name FROM accounts_signup WHERE email = '{email}'")
+        == "Compose Test"
+    )
+
+
+@pytest.fixture(scope="module")
+def admin_bootstrap(stack):
+    """`bootstrap` through `docker compose exec`, creating the admin account."""
+    return stack(
+        "exec",
+        "-T",
+        "-e",
+        f"DJANGO_SUPERUSER_USERNAME={ADMIN_USER}",
+        "-e",
+        "DJANGO_SUPERUSER_EMAIL=owner@example.com",
+        "-e",
+        f"DJANGO_SUPERUSER_PASSWORD={ADMIN_PASSWORD}",
+        "web",
+        "python",
+        "manage.py",
+        "bootstrap",
+    )
+
+
+def test_bootstrap_through_compose_exec_exits_0_twice(stack, admin_bootstrap):
+    second = stack("exec", "-T", "web", "python", "manage.py", "bootstrap")
+
+    assert admin_bootstrap.returncode == 0
+    assert "schema already up to date" in admin_bootstrap.stdout
+    assert f'admin account "{ADMIN_USER}" created' in admin_bootstrap.stdout
+    assert second.returncode == 0
+    assert "schema already up to date; no admin account configured" in second.stdout
+    assert (
+        stack.sql(f"SELECT is_superuser FROM auth_user WHERE username = '{ADMIN_USER}'")
+        == "t"
+    )
+
+
+def test_admin_login_works_and_its_css_loads(stack, admin_bootstrap):
+    session = requests.Session()
+    login = session.get(stack.base + "/admin/login/", timeout=10)
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', login.text).group(
+        1
+    )
+
+    response = session.post(
+        stack.base + "/admin/login/?next=/admin/",
+        data={
+            "csrfmiddlewaretoken": token,
+            "username": ADMIN_USER,
+            "password": ADMIN_PASSWORD,
+            "next": "/admin/",
+        },
+        headers={"Origin": stack.base, "Referer": stack.base + "/admin/login/"},
+        allow_redirects=False,
+        timeout=10,
+    )
+    assert response.status_code == 302, response.text[:500]
+    assert response.headers["Location"] == "/admin/"
+    index = session.get(stack.base + "/admin/", timeout=10)
+    assert index.status_code == 200
+    assert "Site administration" in index.text
+
+    stylesheet = re.search(
+        r'href="(/static/admin/css/base\.[0-9a-f]{12}\.css)"', index.text
+    )
+    assert stylesheet, "the admin page links its hashed stylesheet"
+    css = session.get(stack.base + stylesheet.group(1), timeout=10)
+    assert css.status_code == 200
+    assert css.headers["Content-Type"].startswith("text/css")
+    assert "immutable" in css.headers.get("Cache-Control", "")
+    assert "#header" in css.text
+
+
+def count_probe_lines(stack, container_id, token):
+    logs = engine.docker("logs", container_id, check=False)
+    return (logs.stdout + logs.stderr).count(token)
+
+
+def test_scaling_spreads_requests_over_every_replica_then_scales_back(stack):
+    stack.scale_web(3)
+    replicas = stack.container_ids("web")
+    assert len(replicas) == 3
+
+    token = f"scale-{uuid.uuid4().hex[:10]}"
+    deadline = time.monotonic() + 30
+    counts = {}
+    sent = 0
+    while time.monotonic() < deadline:
+        for _ in range(30):
+            response = requests.get(f"{stack.base}/healthz?probe={token}", timeout=10)
+            assert response.status_code == 200
+            sent += 1
+        counts = {rid: count_probe_lines(stack, rid, token) for rid in replicas}
+        if all(counts.values()):
+            break
+    assert all(counts.values()), f"requests per replica: {counts}"
+    assert sum(counts.values()) == sent
+
+    stack.scale_web(1)
+    assert len(stack.container_ids("web")) == 1
+    failures = []
+    finish = time.monotonic() + 12
+    while time.monotonic() < finish:
+        response = requests.get(stack.base + "/", timeout=10)
+        if response.status_code != 200:
+            failures.append(response.status_code)
+    assert failures == []
+
+
+def test_nginx_cannot_reach_the_database(stack):
+    lookup = stack("exec", "-T", "nginx", "getent", "hosts", "db", check=False)
+    assert lookup.returncode != 0, lookup.stdout
+
+    db_id = stack.container_ids("db")[0]
+    addresses = json.loads(
+        engine.docker(
+            "inspect", "--format", "{{json .NetworkSettings.Networks}}", db_id
+        ).stdout
+    )
+    for network in addresses.values():
+        probe = stack(
+            "exec",
+            "-T",
+            "nginx",
+            "curl",
+            "--silent",
+            "--max-time",
+            "3",
+            f"http://{network['IPAddress']}:5432/",
+            check=False,
+        )
+        # 7: could not connect, 28: timed out. 52 (empty reply) would mean
+        # the connection was made.
+        assert probe.returncode in (7, 28), probe
+
+
+def test_only_nginx_publishes_a_port_and_only_the_one_asked_for(stack):
+    published = {}
+    for service in ("db", "web", "nginx"):
+        for container_id in stack.container_ids(service):
+            ports = engine.docker("port", container_id).stdout.split()
+            published.setdefault(service, []).extend(ports)
+
+    assert published.get("db", []) == []
+    assert published.get("web", []) == []
+    assert f"127.0.0.1:{stack.port}" in published["nginx"]
+    assert all(p.startswith("127.0.0.1:") for p in published["nginx"] if ":" in p)
+
+
+def test_generated_secrets_appear_in_no_image_log_or_response(stack):
+    secrets = {
+        name: stack(
+            "exec", "-T", "db", "cat", f"/run/signup-secrets/{name}"
+        ).stdout.strip()
+        for name in ("django_secret_key", "postgres_password")
+    }
+    assert len(secrets["django_secret_key"]) >= 50
+    assert len(secrets["postgres_password"]) >= 32
+
+    places = {"logs": stack("logs", "--no-color").stdout}
+    for service in ("web", "nginx"):
+        image = f"{stack.project.name}-{service}"
+        places[f"{image} history"] = engine.docker(
+            "history", "--no-trunc", "--format", "{{.CreatedBy}}", image
+        ).stdout
+        places[f"{image} config"] = engine.docker("image", "inspect", image).stdout
+    for path in ("/", "/thanks/", "/admin/login/", "/no-such-page", "/readyz"):
+        places[path] = requests.get(stack.base + path, timeout=10).text
+    for place, text in places.items():
+        for name, value in secrets.items():
+            assert value not in text, f"{name} appears in {place}"
+
+
+def test_down_and_up_keep_the_data_and_down_v_removes_it(stack):
+    email = f"persist-{uuid.uuid4().hex[:8]}@example.com"
+    session, token = browser_session(stack)
+    session.post(
+        stack.base + "/",
+        data={"csrfmiddlewaretoken": token, "name": "Persistent", "email": email},
+        headers={"Origin": stack.base},
+        timeout=10,
+    )
+    assert (
+        stack.sql(f"SELECT count(*) FROM accounts_signup WHERE email = '{email}'")
+        == "1"
+    )
+
+    stack("down", timeout=300)
+    stack("up", "--detach", "--wait", "--wait-timeout", "300", timeout=900)
+    stack.wait_for_site()
+
+    assert (
+        stack.sql(f"SELECT count(*) FROM accounts_signup WHERE email = '{email}'")
+        == "1"
+    )
+
+    stack("down", "--volumes", timeout=300)
+    volumes = engine.docker(
+        "volume",
+        "ls",
+        "--quiet",
+        "--filter",
+        f"label=com.docker.compose.project={stack.project.name}",
+    ).stdout.split()
+    assert volumes == []

@@ -9,9 +9,21 @@ from django.utils.translation import gettext_lazy as _
 from accounts.models import Signup
 
 # Characters that are never part of a name but can hide or reorder text when
-# it is shown later (in the admin, in an export): control characters and the
-# explicit bidirectional embeddings, overrides and isolates.
+# it is shown later (in the admin, in an export): control characters, the
+# explicit bidirectional embeddings, overrides and isolates, and U+FFFD, which
+# stands where the browser sent bytes that were not UTF-8.
 BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+# Not "Cn" (unassigned): Python may not know an emoji newer than its tables.
+FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cs"})
+REPLACEMENT_CHARACTER = "\ufffd"
+
+
+def is_forbidden_in_names(char):
+    return (
+        unicodedata.category(char) in FORBIDDEN_CATEGORIES
+        or char in BIDI_CONTROLS
+        or char == REPLACEMENT_CHARACTER
+    )
 
 
 class SignupForm(forms.Form):
@@ -40,11 +52,10 @@ class SignupForm(forms.Form):
 
     def clean_name(self):
         name = self.cleaned_data["name"]
-        if any(
-            unicodedata.category(char) == "Cc" or char in BIDI_CONTROLS for char in name
-        ):
+        if any(is_forbidden_in_names(char) for char in name):
             raise ValidationError(
-                _("Names cannot contain control characters."), code="control_characters"
+                _("Names cannot contain control characters or malformed text."),
+                code="control_characters",
             )
         return name
 

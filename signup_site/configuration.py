@@ -18,6 +18,7 @@ from django.core.exceptions import ImproperlyConfigured
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off"})
 MIN_SECRET_KEY_LENGTH = 50
+MIN_SECRET_KEY_UNIQUE = 5
 GENERATE_KEY_HINT = (
     "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(50))'"
 )
@@ -58,6 +59,8 @@ class Configuration:
     database: dict
     superuser: Superuser | None
     hsts_seconds: int
+    hsts_include_subdomains: bool
+    hsts_preload: bool
     conn_max_age: int
 
     @property
@@ -185,8 +188,13 @@ def _database(reader):
     if url:
         try:
             config = reader.env.db_url_config(url)
-        except Exception as exc:  # django-environ raises several types
-            reader.problems.append(f"DATABASE_URL cannot be parsed ({exc}).")
+        except Exception:  # django-environ raises several types
+            # The exception's text may quote the URL, password and all.
+            reader.problems.append(
+                "DATABASE_URL cannot be parsed: use "
+                "postgres://user:password@host:port/name, with special characters "
+                "in the password percent-encoded (or use the POSTGRES_* variables)."
+            )
             return None
         if config.get("ENGINE") != "django.db.backends.postgresql":
             reader.problems.append(
@@ -249,9 +257,15 @@ def load(environ_=None):
         hint=GENERATE_KEY_HINT,
         generated="django_secret_key",
     )
-    if secret_key is not None and len(secret_key) < MIN_SECRET_KEY_LENGTH:
+    if secret_key is not None and (
+        len(secret_key) < MIN_SECRET_KEY_LENGTH
+        or len(set(secret_key)) < MIN_SECRET_KEY_UNIQUE
+        or secret_key.startswith("django-insecure")
+    ):
+        # The same bar as Django's own deployment check (security.W009).
         reader.problems.append(
-            f"DJANGO_SECRET_KEY is {len(secret_key)} characters long; use at least "
+            f"DJANGO_SECRET_KEY is not random enough ({len(secret_key)} characters, "
+            f"{len(set(secret_key))} different); use at least "
             f"{MIN_SECRET_KEY_LENGTH} random characters: {GENERATE_KEY_HINT}."
         )
     debug = reader.boolean("DJANGO_DEBUG", False)
@@ -260,8 +274,12 @@ def load(environ_=None):
     database = _database(reader)
     superuser = _superuser(reader)
     hsts_seconds = reader.integer("DJANGO_HSTS_SECONDS", 3600)
+    hsts_include_subdomains = reader.boolean("DJANGO_HSTS_INCLUDE_SUBDOMAINS", True)
+    hsts_preload = reader.boolean("DJANGO_HSTS_PRELOAD", True)
     conn_max_age = reader.integer("DJANGO_CONN_MAX_AGE", 60)
-    connect_timeout = reader.integer("POSTGRES_CONNECT_TIMEOUT", 5, minimum=1)
+    # Short: a database that does not answer should cost a visitor a couple
+    # of seconds and a 503 page, not a hang until a proxy gives up.
+    connect_timeout = reader.integer("POSTGRES_CONNECT_TIMEOUT", 3, minimum=2)
 
     if reader.problems:
         raise ConfigurationError(reader.problems)
@@ -280,5 +298,7 @@ def load(environ_=None):
         database=database,
         superuser=superuser,
         hsts_seconds=hsts_seconds,
+        hsts_include_subdomains=hsts_include_subdomains,
+        hsts_preload=hsts_preload,
         conn_max_age=conn_max_age,
     )

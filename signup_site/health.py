@@ -4,7 +4,9 @@ Liveness and readiness probes.
 They are answered by a middleware that sits before everything else, so a
 container healthcheck or an orchestrator gets an answer whatever Host header it
 sends (``localhost``, an IP, a pod name) and without sessions, CSRF or an HTTPS
-redirect getting involved.
+redirect getting involved. A probe that came through nginx (which always sets
+X-Forwarded-For) is held to ALLOWED_HOSTS like any other request, so from
+outside an unknown Host never gets a 200.
 """
 
 import logging
@@ -16,6 +18,7 @@ from django.http import JsonResponse
 
 LIVENESS_PATH = "/healthz"
 READINESS_PATH = "/readyz"
+PROBES = (LIVENESS_PATH, READINESS_PATH)
 
 logger = logging.getLogger(__name__)
 
@@ -56,8 +59,10 @@ class HealthCheckMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        if request.path == LIVENESS_PATH and request.method in ("GET", "HEAD"):
-            return _probe(True, "ok")
-        if request.path == READINESS_PATH and request.method in ("GET", "HEAD"):
+        if request.path in PROBES and request.method in ("GET", "HEAD"):
+            if "HTTP_X_FORWARDED_FOR" in request.META:
+                request.get_host()  # DisallowedHost (400) for an unknown host
+            if request.path == LIVENESS_PATH:
+                return _probe(True, "ok")
             return _probe(*readiness())
         return self.get_response(request)

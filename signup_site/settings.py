@@ -34,6 +34,8 @@ MIDDLEWARE = [
     # First, so probes answer for any Host header and without a session.
     "signup_site.health.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Turns a database outage in a view into the site's 503 page.
+    "signup_site.unavailable.DatabaseUnavailableMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -105,6 +107,8 @@ if CONFIG.https:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = CONFIG.hsts_seconds
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = CONFIG.hsts_include_subdomains
+    SECURE_HSTS_PRELOAD = CONFIG.hsts_preload
 
 # Logging: everything to the console, which the container runtime collects.
 LOGGING = {

@@ -9,7 +9,7 @@ pytestmark = pytest.mark.django_db
 NAME_REQUIRED = "Please enter your name."
 EMAIL_REQUIRED = "Please enter your email address."
 EMAIL_INVALID = "Please enter a valid email address, like name@example.com."
-CONTROL = "Names cannot contain control characters."
+CONTROL = "Names cannot contain control characters or malformed text."
 NUL = "Null characters are not allowed."
 
 

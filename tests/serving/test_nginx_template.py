@@ -10,6 +10,7 @@ import subprocess
 import pytest
 
 from tests.support.stack import (
+    IMAGE_RATE_LIMITS,
     TEMPLATE,
     TEMPLATE_VARIABLES,
     Nginx,
@@ -22,6 +23,8 @@ COMPOSE_VALUES = {
     "NGINX_UPSTREAM": "web:8000",
     "NGINX_RESOLVER": "127.0.0.11",
     "NGINX_STATIC_ROOT": "/srv/static",
+    "NGINX_TRUSTED_PROXY": "127.0.0.1/32",
+    **IMAGE_RATE_LIMITS,
 }
 # Variables the official image's environment has besides the project's: the
 # hook substitutes every defined variable, so the template must not use them.

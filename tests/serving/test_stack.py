@@ -8,7 +8,7 @@ import gzip
 import re
 import uuid
 
-from tests.support.stack import TEMPLATE
+from tests.support.stack import TEMPLATE, assert_branded_error_page
 
 CSRF_FIELD = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 REQUEST_ID = re.compile(r"[0-9a-f]{32}")
@@ -20,41 +20,7 @@ def unique_email():
 
 
 def sign_up(stack, name, email, *, nginx=None):
-    """GET the form and POST it back as a browser at http://localhost:<port>
-    would: the CSRF cookie, the form's token, Origin and Host with the port."""
-    nginx = nginx or stack.nginx
-    form = stack.get("/", nginx=nginx)
-    assert form.status_code == 200, form.text[:500]
-    token = CSRF_FIELD.search(form.text).group(1)
-    return stack.post(
-        "/",
-        nginx=nginx,
-        data={"csrfmiddlewaretoken": token, "name": name, "email": email},
-        headers={
-            "Origin": f"http://localhost:{nginx.port}",
-            "Cookie": f"csrftoken={form.cookies['csrftoken']}",
-        },
-    )
-
-
-def assert_branded_error_page(response, status, heading):
-    html = response.text
-    assert response.status_code == status
-    assert response.headers["Content-Type"] == "text/html; charset=utf-8"
-    assert response.headers["Cache-Control"] == "no-store"
-    assert response.headers["X-Content-Type-Options"] == "nosniff"
-    assert f"<h1>{heading}</h1>" in html
-    assert "background: #eef1f6" in html  # the site's backdrop and card
-    assert 'class="card"' in html
-    assert '<a href="/">Back to the sign-up form</a>' in html
-    # Self-contained: no script, nothing loaded from anywhere.
-    assert "<script" not in html
-    assert "<link" not in html
-    assert "src=" not in html
-    assert "http://" not in html
-    assert "https://" not in html
-    request_id = response.headers["X-Request-ID"]
-    assert f"Reference: {request_id}</p>" in html
+    return stack.sign_up(name, email, nginx=nginx)
 
 
 def test_signup_through_nginx_passes_csrf_and_is_stored(serving_stack):

@@ -3,7 +3,7 @@ import pytest
 from signup_site.configuration import ConfigurationError, load
 from tests.support.commands import manage, site_environment
 
-GOOD_KEY = "k" * 50
+GOOD_KEY = "0123456789abcdefghijklmnopqrstuvwxyz" * 2
 BASE = {"DJANGO_SECRET_KEY": GOOD_KEY, "POSTGRES_PASSWORD": "pw"}
 
 
@@ -29,7 +29,7 @@ def test_defaults():
         "USER": "postgres",
         "PASSWORD": "pw",
         "NAME": "postgres",
-        "OPTIONS": {"connect_timeout": 5},
+        "OPTIONS": {"connect_timeout": 3},
     }
 
 
@@ -84,16 +84,25 @@ def test_every_problem_is_listed_at_once():
         assert name in joined
 
 
-def test_secret_key_must_be_long_enough():
-    (problem,) = problems({**BASE, "DJANGO_SECRET_KEY": "short"})
+@pytest.mark.parametrize(
+    ("key", "described"),
+    [
+        ("short", "5 characters, 5 different"),
+        ("ab" * 30, "60 characters, 2 different"),
+        ("django-insecure-" + "0123456789abcdef" * 3, "64 characters, 25 different"),
+    ],
+)
+def test_secret_key_must_be_random_enough(key, described):
+    (problem,) = problems({**BASE, "DJANGO_SECRET_KEY": key})
 
-    assert "DJANGO_SECRET_KEY is 5 characters long" in problem
+    assert problem.startswith(f"DJANGO_SECRET_KEY is not random enough ({described})")
     assert "secrets.token_urlsafe" in problem
+    assert key not in problem
 
 
 def test_secrets_from_files(tmp_path):
     key_file = tmp_path / "key"
-    key_file.write_text("f" * 60 + "\n")
+    key_file.write_text("file-" + GOOD_KEY + "\n")
     password_file = tmp_path / "password"
     password_file.write_text("from a file\n")
 
@@ -104,7 +113,7 @@ def test_secrets_from_files(tmp_path):
         }
     )
 
-    assert config.secret_key == "f" * 60
+    assert config.secret_key == "file-" + GOOD_KEY
     assert config.database["PASSWORD"] == "from a file"
 
 
@@ -139,7 +148,7 @@ def test_database_password_is_optional_for_trust_authentication():
 
 
 def test_generated_secrets_are_used_only_for_what_is_not_set(tmp_path):
-    (tmp_path / "django_secret_key").write_text("g" * 64 + "\n")
+    (tmp_path / "django_secret_key").write_text("generated-" + GOOD_KEY + "\n")
     (tmp_path / "postgres_password").write_text("generated password\n")
 
     generated = load({"SIGNUP_SECRETS_DIR": str(tmp_path)})
@@ -151,7 +160,7 @@ def test_generated_secrets_are_used_only_for_what_is_not_set(tmp_path):
         }
     )
 
-    assert generated.secret_key == "g" * 64
+    assert generated.secret_key == "generated-" + GOOD_KEY
     assert generated.database["PASSWORD"] == "generated password"
     assert overridden.secret_key == GOOD_KEY
     assert overridden.database["PASSWORD"] == "from .env"

@@ -43,7 +43,30 @@ TEMPLATE_VARIABLES = (
     "NGINX_UPSTREAM",
     "NGINX_RESOLVER",
     "NGINX_STATIC_ROOT",
+    "NGINX_TRUSTED_PROXY",
+    "NGINX_SIGNUP_RATE",
+    "NGINX_SIGNUP_BURST",
+    "NGINX_LOGIN_RATE",
+    "NGINX_LOGIN_BURST",
 )
+# The template's other variables for the tests. The image trusts 127.0.0.1,
+# the nginx container's own loopback, where no client is; here the clients
+# are on 127.0.0.1, so an address none of them uses stands in for it. Rate
+# limits are high enough for tests that post many times from one address;
+# the rate-limit tests start an nginx with the image's numbers.
+TEMPLATE_DEFAULTS = {
+    "NGINX_TRUSTED_PROXY": "127.0.0.254/32",
+    "NGINX_SIGNUP_RATE": "100000r/s",
+    "NGINX_SIGNUP_BURST": "100000",
+    "NGINX_LOGIN_RATE": "100000r/s",
+    "NGINX_LOGIN_BURST": "100000",
+}
+IMAGE_RATE_LIMITS = {
+    "NGINX_SIGNUP_RATE": "5r/m",
+    "NGINX_SIGNUP_BURST": "5",
+    "NGINX_LOGIN_RATE": "5r/m",
+    "NGINX_LOGIN_BURST": "3",
+}
 UPSTREAM_NAME = "web"
 # Read by gunicorn itself or by docker/gunicorn.conf.py besides GUNICORN_*.
 GUNICORN_VARIABLES = ("WEB_CONCURRENCY", "FORWARDED_ALLOW_IPS", "PORT")
@@ -248,7 +271,7 @@ class Nginx:
     def __init__(self, workdir, variables, *, template_text=None):
         self.prefix = Path(workdir)
         self.prefix.mkdir(parents=True, exist_ok=True)
-        self.variables = dict(variables)
+        self.variables = {**TEMPLATE_DEFAULTS, **variables}
         self.port = int(self.variables["NGINX_PORT"])
         self.template_text = (
             TEMPLATE.read_text() if template_text is None else template_text
@@ -468,6 +491,28 @@ def shared_database(params, prefix="signup_serving"):
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def assert_branded_error_page(response, status, heading):
+    html = response.text
+    assert response.status_code == status
+    assert response.headers["Content-Type"] == "text/html; charset=utf-8"
+    assert response.headers["Cache-Control"] == "no-store"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert f"<h1>{heading}</h1>" in html
+    # The site's own stylesheet, which nginx serves while the app is down.
+    assert '<link rel="stylesheet" href="/static/accounts/site.css">' in html
+    assert 'class="card"' in html
+    assert '<a href="/">Back to the sign-up form</a>' in html
+    # No script, nothing from any other site, nothing inline for a CSP to block.
+    assert "<script" not in html
+    assert "<style" not in html
+    assert "style=" not in html
+    assert "src=" not in html
+    assert "http://" not in html
+    assert "https://" not in html
+    request_id = response.headers["X-Request-ID"]
+    assert f"Reference: {request_id}</p>" in html
+
+
 def make_workdir(prefix):
     """A temporary directory nginx's unprivileged workers can read."""
     path = Path(tempfile.mkdtemp(prefix=prefix))
@@ -592,6 +637,31 @@ class ServingStack:
             message=f"GET {path} answering {status}",
         )
         return answered[-1]
+
+    def csrf_pair(self, *, nginx=None):
+        """(form token, csrftoken cookie) from the sign-up page, as a browser
+        gets them; a browser reuses the pair for every submission."""
+        form = self.get("/", nginx=nginx)
+        assert form.status_code == 200, form.text[:500]
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form.text)
+        return token.group(1), form.cookies["csrftoken"]
+
+    def sign_up(self, name, email, *, nginx=None, pair=None, headers=None, **kwargs):
+        """POST the form as a browser at http://localhost:<port> would: the
+        CSRF cookie and token, Origin and Host with the port."""
+        nginx = nginx or self.nginx
+        token, cookie = pair or self.csrf_pair(nginx=nginx)
+        return self.post(
+            "/",
+            nginx=nginx,
+            data={"csrfmiddlewaretoken": token, "name": name, "email": email},
+            headers={
+                "Origin": f"http://localhost:{nginx.port}",
+                "Cookie": f"csrftoken={cookie}",
+                **(headers or {}),
+            },
+            **kwargs,
+        )
 
     def signups(self, email):
         """(name, email) rows stored for EMAIL, straight from the database."""

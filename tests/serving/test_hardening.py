@@ -1,0 +1,376 @@
+"""
+Issue 4 through nginx, as a client sees it: security headers on every class
+of response, Host and forwarding-header trust, size and time limits, and
+rate limits.
+"""
+
+import http.client
+import re
+import socket
+import threading
+import time
+import uuid
+
+import pytest
+
+from tests.support.stack import IMAGE_RATE_LIMITS, assert_branded_error_page
+
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Permissions-Policy": (
+        "camera=(), microphone=(), geolocation=(), payment=(), usb=()"
+    ),
+}
+
+
+def raw_headers(response):
+    """Every header line as sent (requests folds repeated headers into one)."""
+    return [(name.lower(), value) for name, value in response.raw.headers.items()]
+
+
+def check_security_headers(response):
+    headers = raw_headers(response)
+    names = [name for name, _ in headers]
+    doubled = {name for name in names if names.count(name) > 1}
+    assert not doubled, f"sent twice: {doubled}"
+    values = dict(headers)
+    for name, expected in SECURITY_HEADERS.items():
+        assert values.get(name.lower()) == expected, (name, values)
+    csp = values["content-security-policy"]
+    script_src = re.search(r"(?:^|;)\s*script-src ([^;]*)", csp).group(1)
+    assert "'unsafe-inline'" not in script_src
+    assert "'unsafe-eval'" not in script_src
+    for directive in ("object-src 'none'", "base-uri 'none'", "frame-ancestors 'none'"):
+        assert directive in csp
+    assert values["server"] == "nginx"  # no version
+    assert "strict-transport-security" not in values  # the public URL is http
+    assert "x-powered-by" not in values
+
+
+@pytest.fixture(scope="module")
+def limited_nginx(serving_stack):
+    """A second nginx in front of the same site with the image's rate limits."""
+    nginx = serving_stack.make_nginx("limited", **IMAGE_RATE_LIMITS)
+    return nginx.start().wait_ready()
+
+
+def every_kind_of_response(stack, limited):
+    admin_css = re.search(
+        r'href="(/static/admin/css/base\.[0-9a-f]{12}\.css)"',
+        stack.get("/admin/login/").text,
+    ).group(1)
+    token, cookie = stack.csrf_pair()
+    rate_limited = None
+    for _ in range(30):
+        response = stack.sign_up("Flood", "flood@example.com", nginx=limited)
+        if response.status_code == 429:
+            rate_limited = response
+            break
+    return {
+        "form page": stack.get("/"),
+        "redirect": stack.sign_up("Headers", f"h-{uuid.uuid4().hex[:8]}@example.com"),
+        "thank-you page": stack.get("/thanks/"),
+        "403 csrf": stack.post("/", data={"name": "x", "email": "x@example.com"}),
+        "404": stack.get("/no-such-page/"),
+        "400 unknown host": stack.get("/", headers={"Host": "evil.example"}),
+        "405": stack.request("OPTIONS", "/"),
+        "413": stack.post("/", data={"name": "x" * 70_000}),
+        "429": rate_limited,
+        "static hashed": stack.get(admin_css),
+        "static plain": stack.get("/static/accounts/site.css"),
+        "static 404": stack.get("/static/no-such-file.css"),
+        "admin login": stack.get("/admin/login/"),
+        "admin redirect": stack.get("/admin/"),
+        "healthz": stack.get("/healthz"),
+        "token reuse": stack.sign_up(
+            "Again", "again@example.com", pair=(token, cookie)
+        ),
+    }
+
+
+def test_every_class_of_response_carries_the_security_headers_once(
+    serving_stack, limited_nginx
+):
+    responses = every_kind_of_response(serving_stack, limited_nginx)
+
+    assert responses["429"] is not None, "the rate limit never answered 429"
+    assert {name: r.status_code for name, r in responses.items()} == {
+        "form page": 200,
+        "redirect": 302,
+        "thank-you page": 200,
+        "403 csrf": 403,
+        "404": 404,
+        "400 unknown host": 400,
+        "405": 405,
+        "413": 413,
+        "429": 429,
+        "static hashed": 200,
+        "static plain": 200,
+        "static 404": 404,
+        "admin login": 200,
+        "admin redirect": 302,
+        "healthz": 200,
+        "token reuse": 302,
+    }
+    for name, response in responses.items():
+        try:
+            check_security_headers(response)
+        except AssertionError as exc:
+            raise AssertionError(f"{name}: {exc}") from exc
+
+
+def test_branded_502_carries_the_security_headers(serving_stack):
+    stack = serving_stack
+    stack.gunicorn.stop()
+    try:
+        response = stack.get("/")
+    finally:
+        stack.restart_gunicorn()
+
+    assert_branded_error_page(response, 502, "Back in a moment")
+    check_security_headers(response)
+    assert response.headers["Retry-After"] == "10"
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["evil.example", "evil.example:8080", "localhost.evil.example", "127.0.0.2"],
+)
+@pytest.mark.parametrize("path", ["/", "/admin/", "/thanks/", "/healthz", "/readyz"])
+def test_an_unknown_host_never_gets_a_200_or_a_redirect_to_it(
+    serving_stack, host, path
+):
+    response = serving_stack.get(path, headers={"Host": host})
+
+    assert response.status_code == 400
+    assert host not in response.headers.get("Location", "")
+    assert host not in response.text
+
+
+SPOOFED = {
+    "X-Forwarded-Proto": "https",
+    "X-Forwarded-Host": "evil.example",
+    "X-Forwarded-For": "203.0.113.7",
+    "X-Real-IP": "203.0.113.7",
+    "Forwarded": "for=203.0.113.7;proto=https;host=evil.example",
+}
+
+
+def test_forwarding_headers_from_a_client_change_nothing(serving_stack):
+    stack = serving_stack
+    plain = stack.get("/admin/")
+    spoofed = stack.get("/admin/", headers=SPOOFED)
+    email = f"spoof-{uuid.uuid4().hex[:8]}@example.com"
+    signup = stack.sign_up("Spoof", email, headers=SPOOFED)
+
+    # No HTTPS assumption, no foreign host in a redirect.
+    assert spoofed.status_code == plain.status_code == 302
+    assert spoofed.headers["Location"] == plain.headers["Location"]
+    assert spoofed.headers["Location"].startswith("/admin/login/")
+    assert "strict-transport-security" not in spoofed.headers
+    assert signup.status_code == 302
+    assert signup.headers["Location"] == "/thanks/"
+    # The logs keep the real client address.
+    line = stack.gunicorn.access_log.wait_for_line(
+        f"rid={signup.headers['X-Request-ID']} "
+    )
+    assert line.startswith("127.0.0.1 ")
+    assert "203.0.113.7" not in line
+
+
+def test_a_trusted_tls_proxy_is_believed_and_nobody_else(echo_proxy, serving_stack):
+    """With NGINX_TRUSTED_PROXY naming the proxy in front, its X-Forwarded-Proto
+    and X-Forwarded-For reach the site; the default trusts no client."""
+    nginx, upstream = echo_proxy
+    trusting = (
+        serving_stack.make_nginx(
+            "trusting",
+            NGINX_UPSTREAM=f"127.0.0.1:{upstream.port}",
+            NGINX_TRUSTED_PROXY="127.0.0.1/32",
+        )
+        .start()
+        .wait_ready()
+    )
+    headers = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "198.51.100.4"}
+
+    def seen(through):
+        upstream.requests.clear()
+        connection = http.client.HTTPConnection("127.0.0.1", through.port, timeout=10)
+        connection.request("GET", "/", headers={"Host": "localhost", **headers})
+        connection.getresponse().read()
+        connection.close()
+        return {name.lower(): value for name, value in upstream.requests[0]["headers"]}
+
+    untrusted, trusted = seen(nginx), seen(trusting)
+
+    assert (untrusted["x-forwarded-proto"], untrusted["x-forwarded-for"]) == (
+        "http",
+        "127.0.0.1",
+    )
+    assert (trusted["x-forwarded-proto"], trusted["x-forwarded-for"]) == (
+        "https",
+        "198.51.100.4",
+    )
+
+
+def post_from(address, nginx, path="/", body=b"name=x&email=x%40example.com"):
+    """A POST from local address ADDRESS (127.0.0.0/8 is all this machine's)."""
+    connection = http.client.HTTPConnection(
+        "127.0.0.1", nginx.port, timeout=10, source_address=(address, 0)
+    )
+    try:
+        connection.request(
+            "POST",
+            path,
+            body=body,
+            headers={
+                "Host": f"localhost:{nginx.port}",
+                "Content-Type": "application/x-www-form-urlencoded",
+            },
+        )
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize(
+    ("path", "burst"),
+    [
+        ("/", int(IMAGE_RATE_LIMITS["NGINX_SIGNUP_BURST"])),
+        ("/admin/login/", int(IMAGE_RATE_LIMITS["NGINX_LOGIN_BURST"])),
+    ],
+)
+def test_posts_are_rate_limited_per_client_with_a_branded_429(
+    serving_stack, path, burst
+):
+    nginx = (
+        serving_stack.make_nginx(
+            f"rate-{path.strip('/').replace('/', '-') or 'root'}", **IMAGE_RATE_LIMITS
+        )
+        .start()
+        .wait_ready()
+    )
+    # 5r/m admits the first POST plus the burst; the next ones are refused.
+    statuses = [post_from("127.0.0.3", nginx, path)[0] for _ in range(burst + 3)]
+
+    assert 429 not in statuses[: burst + 1], statuses
+    assert statuses[burst + 1 :] == [429, 429]
+    status, headers, body = post_from("127.0.0.3", nginx, path)
+    assert status == 429
+    assert headers["Retry-After"] == "60"
+    assert b"<h1>Too many attempts</h1>" in body
+    # GETs from the same client are never limited ...
+    for _ in range(20):
+        assert serving_stack.get(path, nginx=nginx).status_code == 200
+    # ... another client is not throttled by this one's flood ...
+    assert post_from("127.0.0.4", nginx, path)[0] != 429
+    # ... and a forged X-Forwarded-For does not make a new client.
+    connection = http.client.HTTPConnection(
+        "127.0.0.1", nginx.port, timeout=10, source_address=("127.0.0.3", 0)
+    )
+    connection.request(
+        "POST",
+        path,
+        body=b"name=x",
+        headers={
+            "Host": f"localhost:{nginx.port}",
+            "X-Forwarded-For": "198.51.100.77",
+            "Content-Type": "application/x-www-form-urlencoded",
+        },
+    )
+    assert connection.getresponse().status == 429
+    connection.close()
+
+
+def chunked_post(port, size):
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(
+            f"POST / HTTP/1.1\r\nHost: localhost:{port}\r\n"
+            "Content-Type: application/x-www-form-urlencoded\r\n"
+            "Transfer-Encoding: chunked\r\n\r\n".encode()
+        )
+        chunk = b"a" * 8192
+        sent = 0
+        try:
+            while sent < size:
+                sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                sent += len(chunk)
+            sock.sendall(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        return sock.recv(65536).decode("latin-1")
+
+
+def test_an_oversized_chunked_body_gets_413_and_never_reaches_gunicorn(serving_stack):
+    reply = chunked_post(serving_stack.nginx.port, 200_000)
+
+    assert reply.startswith("HTTP/1.1 413 ")
+    request_id = re.search(r"X-Request-ID: ([0-9a-f]{32})", reply).group(1)
+    assert not serving_stack.gunicorn_saw(request_id)
+
+
+def test_oversized_request_lines_and_headers_get_4xx(serving_stack):
+    long_line = serving_stack.get("/?q=" + "a" * 20_000)
+    big_header = serving_stack.get("/", headers={"X-Filler": "b" * 20_000})
+
+    assert long_line.status_code == 414
+    assert big_header.status_code == 400
+
+
+def test_too_many_form_fields_get_400(serving_stack):
+    token, cookie = serving_stack.csrf_pair()
+    fields = "&".join(f"f{i}=1" for i in range(1100))
+    response = serving_stack.post(
+        "/",
+        data=f"csrfmiddlewaretoken={token}&{fields}",
+        headers={
+            "Cookie": f"csrftoken={cookie}",
+            "Content-Type": "application/x-www-form-urlencoded",
+        },
+    )
+
+    assert response.status_code == 400
+
+
+def test_slow_clients_are_cut_off_by_nginx_without_starving_gunicorn(serving_stack):
+    """Slowloris: many connections that send a request line or a body a trickle
+    at a time. nginx holds them (gunicorn never sees them) and drops them after
+    its 10 s timeouts, while real requests keep being served."""
+    port = serving_stack.nginx.port
+    marker = uuid.uuid4().hex
+    results = {}
+
+    def slow_client(index, body):
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            head = f"POST /?slow={marker} HTTP/1.1\r\nHost: localhost:{port}\r\n"
+            if body:
+                head += "Content-Length: 1000\r\n\r\nname="
+            sock.sendall(head.encode())
+            started = time.monotonic()
+            try:
+                data = sock.recv(4096)  # nginx answers 408 or just closes
+            except (ConnectionResetError, TimeoutError):
+                data = b""
+            results[index] = (time.monotonic() - started, data[:12])
+
+    threads = [
+        threading.Thread(target=slow_client, args=(i, i % 2 == 0)) for i in range(20)
+    ]
+    for thread in threads:
+        thread.start()
+    served = []
+    deadline = time.monotonic() + 8
+    while time.monotonic() < deadline:
+        served.append(serving_stack.get("/").status_code)
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert served
+    assert set(served) == {200}
+    assert len(results) == 20
+    assert all(8 <= waited <= 20 for waited, _ in results.values()), results
+    assert not serving_stack.gunicorn.access_log.matching(f"slow={marker}")

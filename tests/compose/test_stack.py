@@ -12,8 +12,10 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -349,6 +351,77 @@ def test_generated_secrets_appear_in_no_image_log_or_response(stack):
     for place, text in places.items():
         for name, value in secrets.items():
             assert value not in text, f"{name} appears in {place}"
+
+
+def inspect(container_id, field):
+    """One field of `docker inspect`, e.g. "State.ExitCode"."""
+    return engine.docker(
+        "inspect", "--format", f"{{{{.{field}}}}}", container_id
+    ).stdout.strip()
+
+
+def wait_until_healthy(container_id, timeout=180):
+    deadline = time.monotonic() + timeout
+    while inspect(container_id, "State.Health.Status") != "healthy":
+        assert time.monotonic() < deadline, f"{container_id} not healthy"
+        time.sleep(1)
+
+
+def test_web_stopped_under_load_drains_and_exits_0(stack):
+    (web,) = stack.container_ids("web")
+    statuses = []
+    stop = threading.Event()
+
+    def load():
+        while not stop.is_set():
+            try:
+                statuses.append(requests.get(stack.base + "/", timeout=10).status_code)
+            except requests.RequestException as exc:
+                statuses.append(type(exc).__name__)
+
+    thread = threading.Thread(target=load)
+    thread.start()
+    time.sleep(1)
+    stack("stop", "web", timeout=120)
+    stop.set()
+    thread.join(timeout=30)
+    try:
+        assert inspect(web, "State.ExitCode") == "0"
+        # Requests were answered until gunicorn closed its socket; then nginx
+        # answered for the missing app with its branded page: 502 once the
+        # name is gone, 504 while its cached address no longer answers.
+        # Nothing was cut off half-way (no connection error).
+        assert 200 in statuses
+        assert set(statuses) <= {200, 502, 504}, set(statuses)
+    finally:
+        stack("start", "web", timeout=300)
+        wait_until_healthy(web)
+
+
+def test_web_killed_hard_gives_the_branded_502_and_is_restarted(stack):
+    (web,) = stack.container_ids("web")
+    restarts = int(inspect(web, "RestartCount") or 0)
+
+    # A crash, not `docker kill` (which Docker counts as a manual stop and so
+    # never restarts): SIGKILL to the container's PID 1 by its host pid.
+    os.kill(int(inspect(web, "State.Pid")), signal.SIGKILL)
+    down = requests.get(stack.base + "/", timeout=10)
+
+    assert down.status_code == 502
+    assert "<h1>Back in a moment</h1>" in down.text
+    assert down.headers["Content-Security-Policy"]
+    # The restart policy (unless-stopped) brings it back, bootstrap and all.
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(stack.base + "/", timeout=5).status_code == 200:
+                break
+        except requests.RequestException:
+            pass
+        time.sleep(1)
+    assert requests.get(stack.base + "/", timeout=5).status_code == 200
+    assert int(inspect(web, "RestartCount")) > restarts
+    wait_until_healthy(web)
 
 
 def test_down_and_up_keep_the_data_and_down_v_removes_it(stack):

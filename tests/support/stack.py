@@ -528,8 +528,11 @@ class ServingStack:
     form POST passes CSRF only if nginx forwards Host with its port.
     """
 
-    def __init__(self, database_params):
+    def __init__(self, database_params, **environment):
+        """ENVIRONMENT: more variables for the site's processes (gunicorn's
+        WEB_CONCURRENCY, say)."""
         self.database_params = database_params
+        self.extra_environment = environment
         self._exit = contextlib.ExitStack()
 
     def start(self):
@@ -556,6 +559,7 @@ class ServingStack:
             DJANGO_PUBLIC_URL=self.public_url,
             DJANGO_ALLOWED_HOSTS="localhost",
             **self.database,
+            **self.extra_environment,
         )
         for command in (
             ("bootstrap", "--timeout", "30"),
@@ -662,6 +666,20 @@ class ServingStack:
             },
             **kwargs,
         )
+
+    def connect(self):
+        """A psycopg connection to the stack's database."""
+        return psycopg.connect(
+            host=self.database["POSTGRES_HOST"],
+            port=self.database["POSTGRES_PORT"],
+            user=self.database["POSTGRES_USER"],
+            password=self.database["POSTGRES_PASSWORD"] or None,
+            dbname=self.database["POSTGRES_DB"],
+        )
+
+    def signup_count(self):
+        with self.connect() as conn:
+            return conn.execute("SELECT count(*) FROM accounts_signup").fetchone()[0]
 
     def signups(self, email):
         """(name, email) rows stored for EMAIL, straight from the database."""

@@ -119,6 +119,8 @@ def test_invalid_input_rerenders_with_messages_and_stores_nothing(client, data, 
     html = response.content.decode()
     for field, message in errors.items():
         assert message in " ".join(form.errors[field])
+        # Each message once (a second validator once repeated "invalid").
+        assert len(set(form.errors[field])) == len(form.errors[field])
         assert f'<p class="field-error" id="id_{field}-error">' in html
         assert f'aria-describedby="id_{field}-error"' in html
     assert 'role="alert"' in html

@@ -1,0 +1,112 @@
+"""
+compose.yaml's one-shot backup tools and the development override, as
+Compose resolves them on a fresh clone (no .env). The engine tests run them
+(tests/compose/test_backup.py, tests/compose/test_dev_mode.py).
+"""
+
+import json
+import subprocess
+
+import pytest
+
+from tests.compose.engine import compose_binary
+from tests.support.commands import PROJECT_ROOT, site_environment
+
+
+def resolved(*args, **env):
+    environment = {**site_environment(**env), "HOME": "/nonexistent"}
+    environment.pop("DJANGO_SETTINGS_MODULE")
+    result = subprocess.run(
+        [str(compose_binary()), *args, "config", "--format", "json"],
+        cwd=PROJECT_ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def with_backup_profile():
+    return resolved("--file", "compose.yaml", "--profile", "backup")
+
+
+@pytest.fixture(scope="module")
+def development():
+    return resolved("--file", "compose.yaml", "--file", "compose.dev.yaml")
+
+
+def test_up_never_starts_the_backup_tools():
+    services = resolved("--file", "compose.yaml")["services"]
+
+    assert sorted(services) == ["db", "nginx", "web"]
+
+
+def test_backup_and_restore_run_the_script_in_the_database_image(with_backup_profile):
+    services = with_backup_profile["services"]
+    backup, restore = services["backup"], services["restore"]
+
+    for tool in (backup, restore):
+        assert tool["image"] == services["db"]["image"]
+        assert tool["profiles"] == ["backup"]
+        assert tool["networks"].keys() == {"backend"}
+        assert "ports" not in tool
+        assert tool["depends_on"]["db"]["condition"] == "service_healthy"
+        mounts = {volume["target"]: volume for volume in tool["volumes"]}
+        assert mounts["/backups"]["source"] == "backups"
+        assert mounts["/run/signup-secrets"]["read_only"] is True
+        assert mounts["/usr/local/bin/signup-backup"]["source"] == str(
+            PROJECT_ROOT / "docker" / "backup.sh"
+        )
+        assert tool["environment"]["BACKUP_KEEP"] == "7"
+        assert tool["environment"]["POSTGRES_USER"] == "signup"
+    assert backup["entrypoint"] == ["/bin/sh", "/usr/local/bin/signup-backup"]
+    assert backup["command"] == ["backup"]
+    # `run --rm restore NAME` replaces the command, not the sub-command.
+    assert restore["entrypoint"][-1] == "restore"
+    assert restore["command"] == ["latest"]
+    assert "backups" in with_backup_profile["volumes"]
+
+
+def test_backups_can_go_to_a_host_folder():
+    config = resolved(
+        "--file",
+        "compose.yaml",
+        "--profile",
+        "backup",
+        SIGNUP_BACKUP_DIR="/var/backups/signup",
+    )
+
+    mounts = {v["target"]: v for v in config["services"]["backup"]["volumes"]}
+    assert mounts["/backups"]["type"] == "bind"
+    assert mounts["/backups"]["source"] == "/var/backups/signup"
+
+
+def test_development_mode_reloads_code_with_debug_on(development):
+    web = development["services"]["web"]
+
+    assert web["environment"]["DJANGO_DEBUG"] == "true"
+    command = " ".join(web["command"])
+    assert "manage.py bootstrap" in command
+    assert "exec python manage.py runserver 0.0.0.0:8000" in command
+    mounts = {volume["target"]: volume for volume in web["volumes"]}
+    for target in ("/app/accounts", "/app/signup_site", "/app/manage.py"):
+        assert mounts[target]["type"] == "bind"
+        assert mounts[target]["read_only"] is True
+    nginx_mounts = {v["target"]: v for v in development["services"]["nginx"]["volumes"]}
+    assert nginx_mounts["/srv/static/accounts"]["read_only"] is True
+
+
+def test_development_mode_keeps_the_same_data_and_ports():
+    normal = resolved("--file", "compose.yaml")
+    development = resolved("--file", "compose.yaml", "--file", "compose.dev.yaml")
+
+    assert development["name"] == normal["name"]
+    assert development["volumes"] == normal["volumes"]
+    assert development["services"]["db"] == normal["services"]["db"]
+    assert (
+        development["services"]["nginx"]["ports"]
+        == normal["services"]["nginx"]["ports"]
+    )

@@ -1,0 +1,407 @@
+"""
+Fill accounts_signup with realistic sign-ups, fast: one COPY.
+
+Names come from many languages (accents, apostrophes, hyphens, letters
+beyond Latin-1); emails are derived from them the way people make theirs,
+on a spread of providers, some with capitals in the local part, each made
+unique with a number; sign-up times rise over three years, in id order, as a
+site that grows would have them. The same seed gives the same rows.
+
+The table's secondary indexes are dropped for the COPY and built again from
+their own definitions afterwards, in the same transaction: building an index
+once is much faster than updating it a million times, and nothing outside
+the transaction ever sees the table without them. The unique index over
+lower(email) is rebuilt too, so uniqueness is checked all the same.
+
+    python -m bench.loader --rows 1000000     # the database of POSTGRES_*
+"""
+
+import argparse
+import os
+import random
+import time
+import unicodedata
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+
+FIRST_NAMES = [
+    "Ada",
+    "Grace",
+    "Alan",
+    "Margaret",
+    "Katherine",
+    "Dorothy",
+    "Barbara",
+    "Frances",
+    "Radia",
+    "Hedy",
+    "Linus",
+    "Guido",
+    "Ken",
+    "Dennis",
+    "Bjarne",
+    "James",
+    "Anders",
+    "Yukihiro",
+    "Larry",
+    "Brendan",
+    "Sophie",
+    "Emma",
+    "Olivia",
+    "Noah",
+    "Liam",
+    "Lucas",
+    "Mia",
+    "Léa",
+    "Chloé",
+    "Zoë",
+    "Noémie",
+    "Hélène",
+    "José",
+    "María",
+    "Lucía",
+    "Sofía",
+    "Martín",
+    "Andrés",
+    "Begoña",
+    "Iñigo",
+    "João",
+    "Conceição",
+    "Jürgen",
+    "Lukas",
+    "Jonas",
+    "Anna",
+    "Lena",
+    "Søren",
+    "Åsa",
+    "Björn",
+    "Øystein",
+    "Ingrid",
+    "Łukasz",
+    "Małgorzata",
+    "Wojciech",
+    "Agnieszka",
+    "Paweł",
+    "Zofia",
+    "Krzysztof",
+    "Jiří",
+    "Ioana",
+    "Mihai",
+    "Dmitri",
+    "Olga",
+    "Nikolai",
+    "Tatiana",
+    "Aleksandr",
+    "Yevgenia",
+    "Aarav",
+    "Priya",
+    "Ananya",
+    "Rohan",
+    "Vikram",
+    "Lakshmi",
+    "Wei",
+    "Li",
+    "Xiaoming",
+    "Mei",
+    "Jian",
+    "Hiroshi",
+    "Yuki",
+    "Haruto",
+    "Sakura",
+    "Minh",
+    "Linh",
+    "Thanh",
+    "Ji-woo",
+    "Seo-yeon",
+    "Fatima",
+    "Omar",
+    "Layla",
+    "Youssef",
+    "Amira",
+    "Karim",
+    "Nour",
+    "Mehmet",
+    "Ayşe",
+    "Emre",
+    "Elif",
+    "Chidi",
+    "Amara",
+    "Kwame",
+    "Abena",
+    "Tendai",
+    "Thandiwe",
+    "Sipho",
+    "Aroha",
+    "Tane",
+    "Siobhán",
+    "Seán",
+    "Niamh",
+    "Eoin",
+    "Mary-Jane",
+    "Jean-Luc",
+    "Anne-Marie",
+    "Renée",
+    "D'Arcy",
+]
+LAST_NAMES = [
+    "Lovelace",
+    "Hopper",
+    "Turing",
+    "Hamilton",
+    "Johnson",
+    "Vaughan",
+    "Liskov",
+    "Allen",
+    "Perlman",
+    "Lamarr",
+    "Torvalds",
+    "van-Rossum",
+    "Thompson",
+    "Ritchie",
+    "Stroustrup",
+    "Gosling",
+    "Hejlsberg",
+    "Matsumoto",
+    "Wall",
+    "Eich",
+    "Smith",
+    "Jones",
+    "Williams",
+    "Brown",
+    "Taylor",
+    "Martin",
+    "Bernard",
+    "Dubois",
+    "Lefèvre",
+    "Moreau",
+    "García",
+    "Rodríguez",
+    "Fernández",
+    "López",
+    "Martínez",
+    "Muñoz",
+    "Gonçalves",
+    "Müller",
+    "Schmidt",
+    "Schneider",
+    "Fischer",
+    "Weiß",
+    "Größ",
+    "Nørgaard",
+    "Ångström",
+    "Lindqvist",
+    "Kowalski",
+    "Kowalska",
+    "Wiśniewski",
+    "Wójcik",
+    "Dvořák",
+    "Novák",
+    "Popescu",
+    "Ivanov",
+    "Petrova",
+    "Smirnov",
+    "Sharma",
+    "Patel",
+    "Iyer",
+    "Reddy",
+    "Gupta",
+    "Wang",
+    "Zhang",
+    "Chen",
+    "Liu",
+    "Nakamura",
+    "Tanaka",
+    "Suzuki",
+    "Nguyễn",
+    "Trần",
+    "Kim",
+    "Park",
+    "Lee",
+    "Haddad",
+    "Khalil",
+    "Mansour",
+    "Yılmaz",  # noqa: RUF001 (Turkish dotless i)
+    "Öztürk",
+    "Şahin",
+    "Okafor",
+    "Mensah",
+    "Boateng",
+    "Dlamini",
+    "Ngata",
+    "O'Brien",
+    "O'Connor",
+    "MacLeod",
+    "Ní-Bhriain",
+    "Smith-Jones",
+    "de-la-Cruz",
+    "van-der-Berg",
+]
+# Providers people sign up with, roughly by how often.
+DOMAINS = (
+    ("gmail.com", 30),
+    ("outlook.com", 8),
+    ("hotmail.com", 7),
+    ("yahoo.com", 7),
+    ("icloud.com", 6),
+    ("proton.me", 3),
+    ("gmx.de", 3),
+    ("web.de", 2),
+    ("orange.fr", 2),
+    ("libero.it", 1),
+    ("yandex.ru", 1),
+    ("qq.com", 2),
+    ("naver.com", 1),
+    ("example.org", 4),
+    ("mail.example.com", 3),
+    ("university.example.edu", 3),
+    ("company.example", 4),
+)
+# Letters NFKD does not take apart.
+ASCII_FOLD = str.maketrans(
+    {
+        "ł": "l",
+        "Ł": "L",
+        "ø": "o",
+        "Ø": "O",
+        "ß": "ss",
+        "đ": "d",
+        "\u0131": "i",
+        "'": "",
+    }
+)
+YEARS = 3
+COLUMNS = ("name", "email", "signed_up_at")
+
+
+def ascii_fold(text):
+    text = unicodedata.normalize("NFKD", text.translate(ASCII_FOLD))
+    return "".join(char for char in text if char.isascii())
+
+
+def name_parts():
+    """(display, ASCII for the email) of every first and last name; a hyphen
+    in a last name stands for a space (van-Rossum is "van Rossum")."""
+    firsts = [(first, ascii_fold(first).lower()) for first in FIRST_NAMES]
+    lasts = [
+        (last.replace("-", " "), ascii_fold(last).replace("-", "").lower())
+        for last in LAST_NAMES
+    ]
+    return firsts, lasts
+
+
+def rows(count, seed=2026, now=None):
+    """COUNT (name, email, signed_up_at text) tuples, oldest first."""
+    rng = random.Random(seed)  # noqa: S311 (test data, reproducible)
+    firsts, lasts = name_parts()
+    domains = [domain for domain, weight in DOMAINS for _ in range(weight)]
+    now = now or datetime.now(UTC).replace(microsecond=0)
+    start = now - timedelta(days=365 * YEARS)
+    span = (now - start).total_seconds()
+    choice, random_ = rng.choice, rng.random
+    for number in range(count):
+        first, first_ascii = choice(firsts)
+        last, last_ascii = choice(lasts)
+        roll = random_()
+        if roll < 0.04:
+            name = f"{first} {choice(lasts)[0]} {last}"
+        elif roll < 0.06:
+            name = f"{first.upper()} {last.upper()}"
+        elif roll < 0.08:
+            name = f"{first.lower()} {last.lower()}"
+        else:
+            name = f"{first} {last}"
+        pattern = number % 7
+        if pattern < 3:
+            local = f"{first_ascii}.{last_ascii}{number}"
+        elif pattern == 3:
+            local = f"{first_ascii[0]}{last_ascii}{number}"
+        elif pattern == 4:
+            local = f"{last_ascii}.{first_ascii}_{number}"
+        elif pattern == 5:
+            local = f"{first_ascii}{number}"
+        else:
+            local = f"{first_ascii}-{last_ascii}.{number}"
+        if random_() >= 0.05:
+            local = local.lower()
+        email = f"{local}@{choice(domains)}"
+        # Growth: more sign-ups lately. The fraction of the way through the
+        # rows maps to time along a curve; small jitter keeps ties rare.
+        fraction = (number + random_()) / count
+        when = start + timedelta(seconds=span * fraction**0.6)
+        yield name, email, when.strftime("%Y-%m-%d %H:%M:%S.%f+00")
+
+
+def secondary_indexes(conn, table="accounts_signup"):
+    """(name, definition) of TABLE's indexes that no constraint owns."""
+    return conn.execute(
+        """
+        SELECT i.relname, pg_get_indexdef(i.oid)
+        FROM pg_index x
+        JOIN pg_class i ON i.oid = x.indexrelid
+        WHERE x.indrelid = %s::regclass
+          AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.oid)
+        ORDER BY i.relname
+        """,
+        (table,),
+    ).fetchall()
+
+
+def load(conn, count, *, seed=2026, maintenance_work_mem="256MB"):
+    """COPY COUNT sign-ups into accounts_signup on CONN, indexes rebuilt;
+    then VACUUM ANALYZE. Returns {"copy_s", "index_s", "vacuum_s", "rows"}."""
+    timings = {"rows": count}
+    started = time.monotonic()
+    with conn.transaction():
+        conn.execute(f"SET LOCAL maintenance_work_mem = '{maintenance_work_mem}'")
+        indexes = secondary_indexes(conn)
+        for name, _definition in indexes:
+            conn.execute(f'DROP INDEX "{name}"')
+        with conn.cursor().copy(
+            f"COPY accounts_signup ({', '.join(COLUMNS)}) FROM STDIN"
+        ) as copy:
+            for row in rows(count, seed=seed):
+                copy.write_row(row)
+        timings["copy_s"] = time.monotonic() - started
+        for _name, definition in indexes:
+            conn.execute(definition)
+        timings["index_s"] = time.monotonic() - started - timings["copy_s"]
+    vacuum_started = time.monotonic()
+    autocommit = conn.autocommit
+    conn.autocommit = True
+    try:
+        conn.execute("VACUUM (ANALYZE) accounts_signup")
+    finally:
+        conn.autocommit = autocommit
+    timings["vacuum_s"] = time.monotonic() - vacuum_started
+    timings["total_s"] = time.monotonic() - started
+    timings["indexes"] = [name for name, _ in indexes]
+    return timings
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.loader",
+        description="COPY realistic sign-ups into the database that the "
+        "POSTGRES_* variables name (host, port, user, password, db).",
+    )
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--seed", type=int, default=2026)
+    options = parser.parse_args(argv)
+    with psycopg.connect(
+        host=os.environ.get("POSTGRES_HOST", "127.0.0.1"),
+        port=os.environ.get("POSTGRES_PORT", "5432"),
+        user=os.environ.get("POSTGRES_USER", "postgres"),
+        password=os.environ.get("POSTGRES_PASSWORD") or None,
+        dbname=os.environ.get("POSTGRES_DB", "signup"),
+    ) as conn:
+        timings = load(conn, options.rows, seed=options.seed)
+    print(
+        f"{timings['rows']:,} sign-ups: COPY {timings['copy_s']:.1f} s, "
+        f"indexes {timings['index_s']:.1f} s, VACUUM ANALYZE "
+        f"{timings['vacuum_s']:.1f} s, total {timings['total_s']:.1f} s"
+    )
+
+
+if __name__ == "__main__":
+    main()

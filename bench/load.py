@@ -123,7 +123,7 @@ class LogSlice:
         return counts
 
 
-def settle(path, *, quiet=0.5, timeout=15):
+def settle(path, *, quiet=0.3, timeout=15):
     """Wait until the file at PATH has not grown for QUIET seconds."""
     deadline = time.monotonic() + timeout
     size, since = -1, time.monotonic()

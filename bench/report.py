@@ -315,6 +315,30 @@ def markdown(results):
     add("")
     add(f"Run on {results['started']} ({results['wall_s'] / 60:.1f} min).")
     add("")
+    add("## How to run it")
+    add("")
+    add(
+        "`.venv/bin/python -m bench` (about ten minutes) writes this file; "
+        "`--quick` is the few-second smoke run CI does (`tests/bench`); "
+        "`--help` lists the rest. It needs Debian's `nginx` and `wrk` and "
+        "the PostgreSQL server binaries, and listens on 127.0.0.1 only. "
+        "`--target NAME=site,VAR=VALUE` adds a variant of the site to the "
+        "same interleaved run (an environment variable, a settings module "
+        "from `bench/variants/`, `config=` another gunicorn config, `root=` "
+        "another copy of the code), which is how each change was measured "
+        "against what it replaced. `python -m bench.profile` times the site "
+        "in-process (steadier), and `python -m bench.queries` prints every "
+        "statement of the owner's pages with its plan."
+    )
+    add("")
+    add(
+        "Besides req/s and latency, each phase reports the CPU time per "
+        "request of each process: gunicorn (master and workers), nginx, the "
+        "PostgreSQL cluster and wrk. CPU time drifts far less than req/s on "
+        "a shared machine, and it shows where the difference to the ceiling "
+        "is spent."
+    )
+    add("")
     add("## Machine and versions")
     add("")
     add("| | |")

@@ -14,9 +14,9 @@
 #   GUNICORN_KEEPALIVE            seconds an idle keep-alive connection is held
 #                                 (threaded workers only) [5]
 #   GUNICORN_MAX_REQUESTS         requests before a worker is replaced, 0 for
-#                                 never [1000]
+#                                 never [10000]
 #   GUNICORN_MAX_REQUESTS_JITTER  random extra requests, so workers are not all
-#                                 replaced at once [100]
+#                                 replaced at once [1000]
 #   GUNICORN_WORKER_TMP_DIR       directory of the worker heartbeat files
 #                                 [/dev/shm when it exists]
 #   GUNICORN_LOG_LEVEL            debug, info, warning, error or critical [info]
@@ -81,8 +81,11 @@ graceful_timeout = _integer("GUNICORN_GRACEFUL_TIMEOUT", 30, minimum=0)
 # nginx opens one per request anyway. It matters only with threads.
 keepalive = _integer("GUNICORN_KEEPALIVE", 5, minimum=1)
 # Replace each worker after about this many requests to contain slow leaks.
-max_requests = _integer("GUNICORN_MAX_REQUESTS", 1000, minimum=0)
-max_requests_jitter = _integer("GUNICORN_MAX_REQUESTS_JITTER", 100, minimum=0)
+# A worker grows by about 1 MB per 10,000 requests (measured: bench/, see
+# docs/performance.md); a new one costs its first requests a few tens of ms
+# each while it warms up, which at 1000 showed in the p99 under load.
+max_requests = _integer("GUNICORN_MAX_REQUESTS", 10000, minimum=0)
+max_requests_jitter = _integer("GUNICORN_MAX_REQUESTS_JITTER", 1000, minimum=0)
 
 # Server mechanics: the heartbeat file is touched constantly; on tmpfs that
 # never waits for a disk (Docker mounts /dev/shm as tmpfs). gunicorn makes it
@@ -157,7 +160,7 @@ def when_ready(server):
     Workers are then copies of a process that has imported Django and the
     site: each starts in milliseconds instead of importing everything again
     (about half a second of CPU), which matters because max_requests replaces
-    every worker every thousand or so requests. This is gunicorn's
+    every worker now and then. This is gunicorn's
     preload_app, done here rather than with that setting so that on_starting
     has checked the configuration first. Nothing connects to the database at
     import time, so no connection is shared between workers. With --reload

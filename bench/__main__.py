@@ -265,7 +265,7 @@ def main(argv=None):
     started_text = report.now_text()
     machine = report.machine()
     command = ".venv/bin/python -m bench " + shlex.join(
-        sys.argv[1:] if argv is None else argv
+        report.shown_arguments(sys.argv[1:] if argv is None else argv)
     )
     with Stack(options.targets) as stack:
         say(
@@ -279,7 +279,7 @@ def main(argv=None):
         owner = None
         if not options.no_owner and site is not None:
             owner = run_owner(stack, options, site)
-        gunicorn_keys = ("workers", "worker_class", "max_requests", "preload_app")
+        gunicorn_keys = report.GUNICORN_KEYS
         results = {
             "command": command.strip(),
             "started": started_text,

@@ -19,6 +19,7 @@ from tests.support.stack import NGINX_BINARY
 
 # The issue's targets, on this machine type, in one run.
 CPU_PARTS = ("app", "nginx", "postgres", "wrk")
+GUNICORN_KEYS = ("workers", "worker_class", "max_requests", "max_requests_jitter")
 RATIO_MIN = 0.40  # site req/s over the ceiling's
 P99_RATIO_MAX = 3.0  # site p99 over the ceiling's
 OWNER_LIMITS = {
@@ -378,12 +379,17 @@ def markdown(results):
         + ", ".join(f"{key}={value}" for key, value in meta["postgresql"].items())
         + "; the site's role and database, reached over TCP with a password."
     )
-    add("- gunicorn (`docker/gunicorn.conf.py`, as each target ran it):")
+    add(
+        "- gunicorn: `docker/gunicorn.conf.py`, which loads the site in the "
+        "master before forking and freezes it from the garbage collector; as "
+        "each target ran it (`--print-config`):"
+    )
     add("")
-    add("| Target | App and overrides | " + " | ".join(meta["gunicorn_keys"]) + " |")
-    add("| --- | --- | " + " | ".join("---" for _ in meta["gunicorn_keys"]) + " |")
+    keys = [key for key in GUNICORN_KEYS if key in results["targets"][0]["gunicorn"]]
+    add("| Target | App and overrides | " + " | ".join(keys) + " |")
+    add("| --- | --- | " + " | ".join("---" for _ in keys) + " |")
     for target in results["targets"]:
-        values = [str(target["gunicorn"][key]) for key in meta["gunicorn_keys"]]
+        values = [str(target["gunicorn"][key]) for key in keys]
         add(f"| {target['name']} | {target['describe']} | " + " | ".join(values) + " |")
     add("")
 
@@ -528,5 +534,35 @@ def markdown(results):
     return "\n".join(out)
 
 
+def shown_arguments(argv):
+    """ARGV without what only this run needs (--json PATH, --note TEXT)."""
+    shown, skip = [], False
+    for argument in argv:
+        if skip:
+            skip = False
+        elif argument in ("--json", "--note"):
+            skip = True
+        elif not argument.startswith(("--json=", "--note=")):
+            shown.append(argument)
+    return shown
+
+
+def main(argv=None):
+    """Write the Markdown of a run's JSON again (after a change to this file)."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(prog="python -m bench.report")
+    parser.add_argument("json", type=Path, help="a run's --json output")
+    parser.add_argument("markdown", type=Path, help="where to write the report")
+    options = parser.parse_args(argv)
+    results = json.loads(options.json.read_text())
+    options.markdown.write_text(markdown(results))
+
+
 def now_text():
     return datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+if __name__ == "__main__":
+    main()

@@ -8,7 +8,7 @@ With --profile, one child runs under cProfile and prints where the time goes.
 
     python -m bench.profile                                   # the site
     python -m bench.profile --settings bench.site_settings \\
-        --settings bench.variants.lean_public                 # compare
+        --settings bench.variants.lean_form_settings          # compare
     python -m bench.profile --profile --scenario get          # where it goes
     python -m bench.profile --root /tmp/before --root .       # two code trees
 """

@@ -36,15 +36,19 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Turns a database outage in a view into the site's 503 page.
     "signup_site.unavailable.DatabaseUnavailableMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    # Sessions, users and messages are for the admin only: the public pages
+    # never use them (signup_site.admin_only).
+    "signup_site.admin_only.AdminSessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "signup_site.admin_only.AdminAuthenticationMiddleware",
+    "signup_site.admin_only.AdminMessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
 ROOT_URLCONF = "signup_site.urls"
+# Where the admin lives, relative to the site's root (signup_site.urls).
+ADMIN_URL = "admin/"
 WSGI_APPLICATION = "signup_site.wsgi.application"
 
 TEMPLATES = [

@@ -1,0 +1,77 @@
+"""
+Sessions, users and messages run for the admin only (signup_site.admin_only):
+the public pages do no session work even for a logged-in owner, and the admin
+still logs in, keeps its session and shows its messages.
+"""
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from accounts.models import Signup
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def owner(client):
+    user = get_user_model().objects.create_superuser(
+        "owner", "owner@example.com", "a long admin passphrase"
+    )
+    client.force_login(user)
+    return user
+
+
+@pytest.mark.parametrize("path", ["/", "/thanks/", "/no-such-page/"])
+def test_public_pages_never_read_the_session_of_a_logged_in_owner(client, owner, path):
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(path)
+
+    assert response.status_code in (200, 404)
+    # Django's middleware would have loaded the session and the user here.
+    assert [query["sql"] for query in queries] == []
+    assert "sessionid" not in response.cookies
+    assert not hasattr(response.wsgi_request, "session")
+    assert not hasattr(response.wsgi_request, "user")
+
+
+def test_a_public_sign_up_by_a_logged_in_owner_is_stored(client, owner):
+    response = client.post("/", {"name": "Ada", "email": "ada@example.com"})
+
+    assert response.status_code == 302
+    assert Signup.objects.filter(email="ada@example.com").exists()
+
+
+def test_the_admin_logs_in_keeps_its_session_and_shows_messages(client):
+    get_user_model().objects.create_superuser(
+        "owner", "owner@example.com", "a long admin passphrase"
+    )
+    login = client.post(
+        "/admin/login/?next=/admin/",
+        {"username": "owner", "password": "a long admin passphrase"},
+    )
+    assert login.status_code == 302
+    assert "sessionid" in login.cookies
+
+    index = client.get("/admin/")
+    assert index.status_code == 200
+    assert index.wsgi_request.user.username == "owner"
+
+    added = client.post(
+        "/admin/accounts/signup/add/",
+        {"name": "Grace", "email": "grace@example.com"},
+        follow=True,
+    )
+    assert added.status_code == 200
+    messages = [str(message) for message in added.context["messages"]]
+    assert len(messages) == 1
+    assert messages[0].endswith("was added successfully.")
+    assert "was added successfully." in added.content.decode()
+
+
+def test_the_admin_without_a_session_still_asks_for_a_login(client):
+    response = client.get("/admin/accounts/signup/")
+
+    assert response.status_code == 302
+    assert response["Location"].startswith("/admin/login/")

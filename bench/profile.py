@@ -5,12 +5,18 @@ migrated; then each variant (a settings module) runs in a child process that
 calls the WSGI application with GET / and sign-up POSTs, round after round
 (A B A B), and reports the median wall and CPU microseconds per request.
 With --profile, one child runs under cProfile and prints where the time goes.
+With --instructions, each child runs under valgrind's callgrind instead, which
+counts the instructions executed: the same count for the same code whatever
+else the machine does, so a change of a few per cent shows up reliably. The
+count per request is the difference between a run of N and one of 3N
+requests, divided by 2N (start-up and warm-up cancel out).
 
     python -m bench.profile                                   # the site
     python -m bench.profile --settings bench.site_settings \\
         --settings bench.variants.lean_form_settings          # compare
     python -m bench.profile --profile --scenario get          # where it goes
     python -m bench.profile --root /tmp/before --root .       # two code trees
+    python -m bench.profile --root /tmp/before --root . --instructions
 """
 
 import argparse
@@ -127,9 +133,37 @@ def child(scenario, requests, profile, top):
     )
 
 
+CALLGRIND_TOTAL = re.compile(r"^==\d+== Collected : (\d+)$", re.MULTILINE)
+
+
+def instructions(command, env, root, requests):
+    """Instructions one request costs, counted by callgrind (see above)."""
+    totals = []
+    for count in (requests, 3 * requests):
+        run = [*command]
+        run[run.index("--requests") + 1] = str(count)
+        result = subprocess.run(
+            ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *run],
+            # Same hashing, so the same dict layouts, in every run.
+            env={**env, "PYTHONHASHSEED": "0"},
+            capture_output=True,
+            text=True,
+            timeout=1800,
+            cwd=root,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(result.stdout + result.stderr)
+        totals.append(int(CALLGRIND_TOTAL.search(result.stderr).group(1)))
+    return (totals[1] - totals[0]) / (2 * requests)
+
+
 def parent(options):
     from bench.stack import PROJECT_ROOT, Stack
 
+    if options.instructions:
+        # Warm-up is min(200, N) requests: equal for both runs from N=200.
+        options.requests = max(options.requests, 200)
+        options.rounds = 1
     with Stack([]) as stack:
         results = {}
         for round_number in range(options.rounds):
@@ -153,6 +187,10 @@ def parent(options):
                         "--top",
                         str(options.top),
                     ]
+                    if options.instructions:
+                        count = instructions(command, env, root, options.requests)
+                        print(f"{scenario:4} {label:40} {count:12,.0f} instructions")
+                        continue
                     profile = options.profile and round_number == 0
                     if profile:
                         command.append("--profile")
@@ -176,6 +214,8 @@ def parent(options):
                         f"cpu {figures['cpu_us']:7.0f} us",
                         flush=True,
                     )
+        if not results:
+            return
         print("\nmedians over rounds:")
         for (label, scenario), runs in results.items():
             wall = statistics.median(run["wall_us"] for run in runs)
@@ -191,6 +231,11 @@ def main(argv=None):
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="count instructions per request with callgrind (slow, steady)",
+    )
     parser.add_argument("--top", type=int, default=35)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     options = parser.parse_args(argv)

@@ -1,11 +1,32 @@
+from functools import cache
+
+from django.conf import settings
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
 from django.views.decorators.http import require_http_methods
 
 from accounts.forms import SignupForm
 from accounts.models import Signup
 
 SIGNUP_TEMPLATE = "accounts/signup.html"
+FIELDS_TEMPLATE = "accounts/signup_fields.html"
 THANKS_TEMPLATE = "accounts/thanks.html"
+
+
+def render_fields(form):
+    return render_to_string(FIELDS_TEMPLATE, {"form": form})
+
+
+@cache
+def blank_fields():
+    """The empty form's fields, rendered once per process.
+
+    They are the same for every visitor (what differs per visitor, the CSRF
+    token, is outside them), and working them out through the template
+    language was most of the form page's cost. A deploy starts new
+    processes, so a changed form is never served stale.
+    """
+    return render_fields(SignupForm())
 
 
 @require_http_methods(["GET", "HEAD", "POST"])
@@ -18,9 +39,12 @@ def signup(request):
             # Post/Redirect/Get: a reload of the thanks page cannot resubmit,
             # and the address never appears in a URL.
             return redirect("accounts:thanks")
+        fields = render_fields(form)
     else:
         form = SignupForm()
-    return render(request, SIGNUP_TEMPLATE, {"form": form})
+        # In development a template edit shows on the next reload.
+        fields = render_fields(form) if settings.DEBUG else blank_fields()
+    return render(request, SIGNUP_TEMPLATE, {"form": form, "fields": fields})
 
 
 @require_http_methods(["GET", "HEAD"])

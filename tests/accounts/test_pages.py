@@ -1,6 +1,11 @@
+import re
+
 import pytest
+from django.test import Client
 from django.urls import reverse
 
+from accounts import views
+from accounts.forms import SignupForm
 from accounts.models import Signup
 
 pytestmark = pytest.mark.django_db
@@ -86,8 +91,6 @@ def test_unknown_page_gets_the_sites_404(client):
 
 
 def test_post_without_csrf_token_is_refused_with_a_clear_page(settings):
-    from django.test import Client
-
     response = Client(enforce_csrf_checks=True).post(
         SIGNUP_URL, {"name": "Eve", "email": "eve@example.com"}
     )
@@ -95,3 +98,50 @@ def test_post_without_csrf_token_is_refused_with_a_clear_page(settings):
     assert response.status_code == 403
     assert "reload the page" in response.content.decode()
     assert Signup.objects.count() == 0
+
+
+def form_fields_html(response):
+    html = response.content.decode()
+    return html[html.index("<form") : html.index("</form>")]
+
+
+def without_token(html):
+    return re.sub(r'name="csrfmiddlewaretoken" value="[^"]+"', "", html)
+
+
+def test_the_blank_form_served_from_memory_is_what_rendering_gives(client):
+    views.blank_fields.cache_clear()
+    first = client.get(SIGNUP_URL)
+    assert views.blank_fields.cache_info().misses == 1
+
+    from_memory = Client().get(SIGNUP_URL)
+    assert views.blank_fields.cache_info().hits >= 1
+
+    assert without_token(form_fields_html(from_memory)) == without_token(
+        form_fields_html(first)
+    )
+    assert views.blank_fields() == views.render_fields(SignupForm())
+    # Each visitor still gets a token of their own.
+    assert first.cookies["csrftoken"].value != from_memory.cookies["csrftoken"].value
+
+
+def test_what_one_visitor_typed_never_reaches_the_next_visitors_form(client):
+    typed = client.post(SIGNUP_URL, {"name": "Mallory Typed", "email": "not-mail"})
+    assert 'value="Mallory Typed"' in typed.content.decode()
+
+    html = Client().get(SIGNUP_URL).content.decode()
+
+    assert "Mallory" not in html
+    assert "not-mail" not in html
+    assert "field--error" not in html
+    assert "aria-invalid" not in html
+
+
+def test_in_debug_mode_the_form_is_rendered_for_each_request(client, settings):
+    settings.DEBUG = True
+    views.blank_fields.cache_clear()
+
+    client.get(SIGNUP_URL)
+    client.get(SIGNUP_URL)
+
+    assert views.blank_fields.cache_info().currsize == 0

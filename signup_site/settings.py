@@ -89,14 +89,13 @@ USE_I18N = True
 USE_TZ = True
 
 # Static files are collected into the image at build time and served by nginx;
-# hashed names let nginx tell browsers to cache them for a year.
+# hashed names let nginx tell browsers to cache them for a year
+# (signup_site.static_storage: Django's manifest storage, URLs kept).
 STATIC_URL = "/static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {
-        "BACKEND": "django.contrib.staticfiles.storage.ManifestStaticFilesStorage"
-    },
+    "staticfiles": {"BACKEND": "signup_site.static_storage.HashedStaticFilesStorage"},
 }
 
 # Security. Django's defaults already deny framing, send nosniff, a same-origin

@@ -328,7 +328,9 @@ def markdown(results):
         "from `bench/variants/`, `config=` another gunicorn config, `root=` "
         "another copy of the code), which is how each change was measured "
         "against what it replaced. `python -m bench.profile` times the site "
-        "in-process (steadier), and `python -m bench.queries` prints every "
+        "in-process (steadier; with `--instructions` it counts instructions "
+        "per request with callgrind, which repeat within 0.01 %), and "
+        "`python -m bench.queries` prints every "
         "statement of the owner's pages with its plan."
     )
     add("")

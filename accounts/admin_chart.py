@@ -52,7 +52,9 @@ def daily_counts(queryset, *, days=DAYS, today=None):
         .filter(signed_up_at__gte=start, signed_up_at__lt=end)
         .annotate(day=TruncDate("signed_up_at"))
         .values("day")
-        .annotate(count=Count("pk"))
+        # COUNT(*), not COUNT(id): counting entries lets PostgreSQL answer
+        # from the index over signed_up_at alone (an index-only scan).
+        .annotate(count=Count("*"))
         .values_list("day", "count")
     )
     counts = dict(rows)

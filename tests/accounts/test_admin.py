@@ -313,3 +313,15 @@ def test_a_table_below_the_threshold_is_counted_exactly(admin_client):
     assert response.context["cl"].result_count == 250
     assert "250 sign-ups" in response.content.decode()
 
+
+def test_the_chart_is_on_the_list_and_not_on_a_search(admin_client):
+    make_signup("Ada", "ada@example.com")
+
+    listed = admin_client.get(CHANGELIST).content.decode()
+    with CaptureQueriesContext(connection) as queries:
+        searched = admin_client.get(CHANGELIST + "?q=ada").content.decode()
+
+    assert 'id="signup-chart"' in listed
+    assert 'id="signup-chart"' not in searched
+    assert "ada@example.com" in searched
+    assert not [q for q in queries if "GROUP BY" in q["sql"]]

@@ -207,7 +207,8 @@ def test_the_list_counts_everything_without_a_second_count(admin_client, signups
     with CaptureQueriesContext(connection) as queries:
         response = admin_client.get(CHANGELIST)
 
-    counts = [q["sql"] for q in queries if "COUNT(*)" in q["sql"].upper()]
+    # The paginator's COUNT (the chart's per-day COUNT(*) is another matter).
+    counts = [q["sql"] for q in queries if '"__count"' in q["sql"]]
     assert response.context["cl"].result_count == len(MOMENTS)
     assert counts == []  # eight rows fit on the first page
     assert f"{len(MOMENTS)} sign-ups" in response.content.decode()

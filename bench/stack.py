@@ -28,7 +28,6 @@ import requests
 
 from tests.support.postgres import ThrowawayCluster, free_port
 from tests.support.stack import (
-    MIME_TYPES,
     UPSTREAM_NAME,
     FakeDNS,
     Nginx,
@@ -53,38 +52,6 @@ FOREIGN_PREFIXES = (
     "TEST_POSTGRES_",
 )
 FOREIGN_NAMES = ("WEB_CONCURRENCY", "FORWARDED_ALLOW_IPS", "PORT")
-
-# The official nginx image's nginx.conf, with every path in the prefix.
-OFFICIAL_WRAPPER_CONF = """\
-worker_processes auto;
-pid {prefix}/nginx.pid;
-error_log {prefix}/error.log notice;
-
-events {{
-    worker_connections 1024;
-}}
-
-http {{
-    include {mime_types};
-    default_type application/octet-stream;
-
-    log_format main '$remote_addr - $remote_user [$time_local] "$request" '
-                    '$status $body_bytes_sent "$http_referer" '
-                    '"$http_user_agent" "$http_x_forwarded_for"';
-    access_log {prefix}/http-access.log main;
-
-    sendfile on;
-    keepalive_timeout 65;
-
-    client_body_temp_path {prefix}/client_temp;
-    proxy_temp_path {prefix}/proxy_temp;
-    fastcgi_temp_path {prefix}/fastcgi_temp;
-    uwsgi_temp_path {prefix}/uwsgi_temp;
-    scgi_temp_path {prefix}/scgi_temp;
-
-    include {prefix}/conf.d/*.conf;
-}}
-"""
 
 
 def clean_environment(**overrides):
@@ -236,13 +203,11 @@ class Database:
 
 
 class BenchNginx(Nginx):
-    """The test suite's nginx with the official image's nginx.conf."""
+    """The test suite's nginx with the official image's worker settings."""
 
-    def write_config(self):
-        super().write_config()
-        self.conf.write_text(
-            OFFICIAL_WRAPPER_CONF.format(prefix=self.prefix, mime_types=MIME_TYPES)
-        )
+    worker_processes = "auto"
+    worker_connections = 1024
+    error_log_level = "notice"
 
 
 class Gunicorn:

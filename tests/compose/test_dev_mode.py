@@ -7,8 +7,6 @@ Only `db` and `web` run (what `up web` starts): nothing publishes a host port.
 The site is fetched from inside the web container.
 """
 
-import shutil
-import subprocess
 import time
 
 import pytest
@@ -27,23 +25,6 @@ FETCH = (
     "print(page.status)\n"
     "print(page.read().decode())\n"
 )
-
-
-def copy_of_the_repository(destination):
-    """What a clone holds: tracked and new files that are not ignored."""
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=engine.PROJECT_ROOT,
-        capture_output=True,
-        check=True,
-    ).stdout.decode()
-    for name in filter(None, listed.split("\0")):
-        source = engine.PROJECT_ROOT / name
-        if source.is_file():
-            target = destination / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target)
-    return destination
 
 
 def fetch(project, path):
@@ -67,7 +48,7 @@ def wait_for_text(project, path, text, timeout=60):
 def test_dev_mode_reloads_changes_has_debug_on_and_keeps_the_data(
     compose_project, tmp_path
 ):
-    clone = copy_of_the_repository(tmp_path / "clone")
+    clone = engine.fresh_clone(tmp_path / "clone")
     env = site_environment()
     env.pop("DJANGO_SETTINGS_MODULE")
     dev = compose_project(

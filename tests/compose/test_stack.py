@@ -11,10 +11,8 @@ site's own images are built from docker/Dockerfile as a user would build them.
 import json
 import os
 import re
-import shutil
 import signal
 import socket
-import subprocess
 import threading
 import time
 import uuid
@@ -43,24 +41,6 @@ def port_is_free(port):
         except OSError:
             return False
         return True
-
-
-def fresh_clone(destination):
-    """Copy what a clone would hold (tracked and new, not ignored, files)."""
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=engine.PROJECT_ROOT,
-        capture_output=True,
-        check=True,
-    ).stdout.decode()
-    for name in filter(None, listed.split("\0")):
-        source = engine.PROJECT_ROOT / name
-        if source.is_file():
-            target = destination / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target)
-    assert not (destination / ".env").exists()
-    return destination
 
 
 class Stack:
@@ -121,7 +101,8 @@ def stack(docker_engine, run_prefix, tmp_path_factory):
     else:
         assert os.environ.get("CI") != "true", "port 8080 on 127.0.0.1 is taken"
         port = free_port()
-    clone = fresh_clone(tmp_path_factory.mktemp("clone"))
+    clone = engine.fresh_clone(tmp_path_factory.mktemp("clone"))
+    assert not (clone / ".env").exists()
     env = site_environment(SIGNUP_BIND_ADDRESS="127.0.0.1", SIGNUP_PORT=port)
     env.pop("DJANGO_SETTINGS_MODULE")
     project = engine.ComposeProject(

@@ -6,13 +6,9 @@ escaped wherever it is shown.
 """
 
 import html
-import re
 import uuid
 
 import pytest
-import requests
-
-from tests.support.commands import manage
 
 ADMIN_PASSWORD = "bad input admin passphrase"
 
@@ -180,34 +176,7 @@ def test_unsupported_methods_get_4xx(serving_stack, method):
 
 @pytest.fixture(scope="module")
 def admin_session(serving_stack):
-    stack = serving_stack
-    script = (
-        "from django.contrib.auth.models import User;"
-        "User.objects.filter(username='badinput').exists() or "
-        "User.objects.create_superuser('badinput', 'b@example.com', "
-        f"{ADMIN_PASSWORD!r})"
-    )
-    created = manage("shell", "--no-imports", "-c", script, env=stack.env)
-    assert created.returncode == 0, created.stderr
-    session = requests.Session()
-    base = f"http://127.0.0.1:{stack.nginx.port}"
-    headers = {"Host": stack.browser_host}
-    login = session.get(base + "/admin/login/", headers=headers, timeout=10)
-    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', login.text)
-    response = session.post(
-        base + "/admin/login/?next=/admin/",
-        data={
-            "csrfmiddlewaretoken": token.group(1),
-            "username": "badinput",
-            "password": ADMIN_PASSWORD,
-            "next": "/admin/",
-        },
-        headers={**headers, "Origin": f"http://{stack.browser_host}"},
-        allow_redirects=False,
-        timeout=10,
-    )
-    assert response.status_code == 302, response.text[:500]
-    return session, base, headers
+    return serving_stack.admin_session("badinput", ADMIN_PASSWORD)
 
 
 SEARCHES = [
@@ -229,13 +198,10 @@ SEARCHES = [
 
 
 @pytest.mark.parametrize("query", SEARCHES)
-def test_admin_search_input(admin_session, query):
-    session, base, headers = admin_session
-
-    response = session.get(
-        base + "/admin/accounts/signup/",
+def test_admin_search_input(serving_stack, admin_session, query):
+    response = admin_session.get(
+        serving_stack.nginx.url("/admin/accounts/signup/"),
         params={"q": query},
-        headers=headers,
         timeout=10,
     )
 
@@ -245,23 +211,20 @@ def test_admin_search_input(admin_session, query):
         assert html.escape(query, quote=False) in response.text
 
 
-def test_admin_search_with_invalid_utf8_in_the_url(admin_session):
-    session, base, headers = admin_session
-
-    response = session.get(
-        base + "/admin/accounts/signup/?q=%FF%FE%00", headers=headers, timeout=10
+def test_admin_search_with_invalid_utf8_in_the_url(serving_stack, admin_session):
+    response = admin_session.get(
+        serving_stack.nginx.url("/admin/accounts/signup/?q=%FF%FE%00"), timeout=10
     )
 
     assert response.status_code in (200, 400)
 
 
 def test_stored_markup_is_escaped_in_the_admin_list(serving_stack, admin_session):
-    session, base, headers = admin_session
     name = f"<img src=x onerror=alert('{uuid.uuid4().hex[:6]}')>"
     serving_stack.sign_up(name, email_for("escaped", None))
 
-    page = session.get(
-        base + "/admin/accounts/signup/", headers=headers, timeout=10
+    page = admin_session.get(
+        serving_stack.nginx.url("/admin/accounts/signup/"), timeout=10
     ).text
 
     assert name not in page

@@ -12,11 +12,9 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import requests
 
-from tests.support.commands import manage
 from tests.support.postgres import ThrowawayCluster
-from tests.support.stack import ServingStack, wait_for
+from tests.support.stack import ServingStack, form_token, wait_for
 
 REQUEST_ID = re.compile(r"rid=([0-9a-f]{32})")
 
@@ -199,38 +197,18 @@ def test_gunicorn_drains_an_in_flight_export_on_sigterm(cluster_stack):
             "'bulk-' || n || '@example.com' FROM generate_series(1, 150000) AS n"
         )
         total = conn.execute("SELECT count(*) FROM accounts_signup").fetchone()[0]
-    script = (
-        "from django.contrib.auth.models import User;"
-        "User.objects.create_superuser('drain', 'd@example.com', 'drain passphrase 1')"
-    )
-    assert manage("shell", "--no-imports", "-c", script, env=stack.env).returncode == 0
-    session = requests.Session()
-    base = f"http://127.0.0.1:{stack.nginx.port}"
-    headers = {"Host": stack.browser_host}
-    login = session.get(base + "/admin/login/", headers=headers, timeout=10)
-    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', login.text)
-    session.post(
-        base + "/admin/login/",
-        data={
-            "csrfmiddlewaretoken": token.group(1),
-            "username": "drain",
-            "password": "drain passphrase 1",
-        },
-        headers={**headers, "Origin": f"http://{stack.browser_host}"},
-        timeout=10,
-    )
-    page = session.get(base + "/admin/accounts/signup/", headers=headers, timeout=10)
-    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
+    session = stack.admin_session("drain", "drain passphrase 1")
+    page = session.get(stack.nginx.url("/admin/accounts/signup/"), timeout=10)
 
     export = session.post(
-        base + "/admin/accounts/signup/",
+        stack.nginx.url("/admin/accounts/signup/"),
         data={
-            "csrfmiddlewaretoken": token.group(1),
+            "csrfmiddlewaretoken": form_token(page.text),
             "action": "export_csv",
             "select_across": "1",
             "_selected_action": "1",
         },
-        headers={**headers, "Origin": f"http://{stack.browser_host}"},
+        headers=stack.origin_headers(),
         stream=True,
         timeout=60,
     )

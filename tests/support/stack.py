@@ -71,16 +71,17 @@ UPSTREAM_NAME = "web"
 # Read by gunicorn itself or by docker/gunicorn.conf.py besides GUNICORN_*.
 GUNICORN_VARIABLES = ("WEB_CONCURRENCY", "FORWARDED_ALLOW_IPS", "PORT")
 
-# The nginx.conf around the rendered template: the http {} of the official
-# image's nginx.conf (its own log format "main", keepalive, sendfile), with
-# every path in the stack's directory.
+# The nginx.conf around the rendered template: the official image's
+# nginx.conf (its own log format "main", keepalive, sendfile), with every path
+# in the stack's directory. The tests run one worker and log at info; the
+# benchmark (bench/stack.py) runs the image's own worker settings.
 WRAPPER_CONF = """\
-worker_processes 1;
+worker_processes {worker_processes};
 pid {prefix}/nginx.pid;
-error_log {prefix}/error.log info;
+error_log {prefix}/error.log {error_log_level};
 
 events {{
-    worker_connections 256;
+    worker_connections {worker_connections};
 }}
 
 http {{
@@ -268,6 +269,10 @@ class Gunicorn:
 class Nginx:
     """Debian's nginx in the foreground with the rendered template."""
 
+    worker_processes = "1"
+    worker_connections = 256
+    error_log_level = "info"
+
     def __init__(self, workdir, variables, *, template_text=None):
         self.prefix = Path(workdir)
         self.prefix.mkdir(parents=True, exist_ok=True)
@@ -288,7 +293,13 @@ class Nginx:
         self.rendered.parent.mkdir(exist_ok=True)
         self.rendered.write_text(render_template(self.template_text, self.variables))
         self.conf.write_text(
-            WRAPPER_CONF.format(prefix=self.prefix, mime_types=MIME_TYPES)
+            WRAPPER_CONF.format(
+                prefix=self.prefix,
+                mime_types=MIME_TYPES,
+                worker_processes=self.worker_processes,
+                worker_connections=self.worker_connections,
+                error_log_level=self.error_log_level,
+            )
         )
 
     def base_command(self):
@@ -513,6 +524,11 @@ def assert_branded_error_page(response, status, heading):
     assert f"Reference: {request_id}</p>" in html
 
 
+def form_token(html):
+    """The CSRF token in a page's form."""
+    return re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', html).group(1)
+
+
 def make_workdir(prefix):
     """A temporary directory nginx's unprivileged workers can read."""
     path = Path(tempfile.mkdtemp(prefix=prefix))
@@ -647,8 +663,7 @@ class ServingStack:
         gets them; a browser reuses the pair for every submission."""
         form = self.get("/", nginx=nginx)
         assert form.status_code == 200, form.text[:500]
-        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form.text)
-        return token.group(1), form.cookies["csrftoken"]
+        return form_token(form.text), form.cookies["csrftoken"]
 
     def sign_up(self, name, email, *, nginx=None, pair=None, headers=None, **kwargs):
         """POST the form as a browser at http://localhost:<port> would: the
@@ -666,6 +681,40 @@ class ServingStack:
             },
             **kwargs,
         )
+
+    def admin_session(self, username, password):
+        """A requests.Session logged in to the admin through nginx, as the
+        browser at http://localhost:<port>; the superuser is made first if
+        it is not there yet. The session sends the browser's Host itself;
+        pass origin_headers() with every POST."""
+        script = (
+            "from django.contrib.auth.models import User;"
+            f"User.objects.filter(username={username!r}).exists() or "
+            f"User.objects.create_superuser({username!r}, 'owner@example.com', "
+            f"{password!r})"
+        )
+        created = manage("shell", "--no-imports", "-c", script, env=self.env)
+        assert created.returncode == 0, created.stderr
+        session = requests.Session()
+        session.headers["Host"] = self.browser_host
+        login = session.get(self.nginx.url("/admin/login/"), timeout=10)
+        response = session.post(
+            self.nginx.url("/admin/login/?next=/admin/"),
+            data={
+                "csrfmiddlewaretoken": form_token(login.text),
+                "username": username,
+                "password": password,
+                "next": "/admin/",
+            },
+            headers=self.origin_headers(),
+            allow_redirects=False,
+            timeout=10,
+        )
+        assert response.status_code == 302, response.text[:500]
+        return session
+
+    def origin_headers(self):
+        return {"Origin": f"http://{self.browser_host}"}
 
     def connect(self):
         """A psycopg connection to the stack's database."""

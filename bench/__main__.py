@@ -84,11 +84,13 @@ def parse_args(argv):
     parser.add_argument(
         "--target",
         action="append",
-        metavar="NAME=KIND[,VAR=VALUE...][,template=PATH]",
+        metavar="NAME=KIND[,VAR=VALUE...][,template=PATH][,root=PATH][,config=PATH]",
         help="what to load, in this order each round (repeatable); KIND is site "
         "or ceiling, VAR=VALUE goes into its environment (WEB_CONCURRENCY, "
         "GUNICORN_CMD_ARGS, DJANGO_SETTINGS_MODULE...), template= replaces "
-        "the nginx template [site, ceiling]",
+        "the nginx template, root= runs another copy of the project (a git "
+        "worktree of an earlier commit), config= another gunicorn config "
+        "[site, ceiling]",
     )
     parser.add_argument(
         "--no-owner", action="store_true", help="skip the owner's paths"

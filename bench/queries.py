@@ -3,10 +3,12 @@ Every SQL statement of the owner's pages, with its time and plan, on a full
 table: a throwaway cluster is started, migrated and loaded (bench/loader.py),
 then a child process renders each page with Django's test client as a
 logged-in superuser and prints each statement, its milliseconds and, with
---explain, PostgreSQL's EXPLAIN ANALYZE of it.
+--explain, PostgreSQL's EXPLAIN ANALYZE of it; with --profile, where the
+Python time of each page goes (cProfile, by cumulative time).
 
     python -m bench.queries                       # 1,000,000 rows
     python -m bench.queries --rows 200000 --explain
+    python -m bench.queries --profile
 """
 
 import argparse
@@ -23,7 +25,10 @@ PAGES = (
 )
 
 
-def child(explain, email):
+def child(explain, email, profile=False):
+    import cProfile
+    import pstats
+
     import django
 
     django.setup()
@@ -48,9 +53,14 @@ def child(explain, email):
             finally:
                 statements.append((time.perf_counter() - started, sql, params))
 
+        profiler = cProfile.Profile() if profile else None
         started = time.perf_counter()
         with connection.execute_wrapper(timed):
+            if profiler:
+                profiler.enable()
             response = client.get(path)
+            if profiler:
+                profiler.disable()
         total = time.perf_counter() - started
         print(
             f"\n=== {name}: {path} -> {response.status_code} in {total * 1000:.1f} ms"
@@ -67,17 +77,21 @@ def child(explain, email):
             f"  {len(statements)} statements, {sql_total * 1000:.1f} ms in SQL, "
             f"{(total - sql_total) * 1000:.1f} ms in Python"
         )
+        if profiler:
+            stats = pstats.Stats(profiler, stream=sys.stdout)
+            stats.sort_stats("cumulative").print_stats(40)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m bench.queries")
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--explain", action="store_true")
+    parser.add_argument("--profile", action="store_true")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--email", help=argparse.SUPPRESS)
     options = parser.parse_args(argv)
     if options.child:
-        child(options.explain, options.email)
+        child(options.explain, options.email, options.profile)
         return
     from bench.loader import load
     from bench.stack import PROJECT_ROOT, Stack
@@ -92,6 +106,8 @@ def main(argv=None):
         command = [sys.executable, "-m", "bench.queries", "--child", "--email", email]
         if options.explain:
             command.append("--explain")
+        if options.profile:
+            command.append("--profile")
         subprocess.run(
             command,
             env={

@@ -39,12 +39,13 @@ def signup(request):
             # Post/Redirect/Get: a reload of the thanks page cannot resubmit,
             # and the address never appears in a URL.
             return redirect("accounts:thanks")
-        fields = render_fields(form)
-    else:
-        form = SignupForm()
-        # In development a template edit shows on the next reload.
-        fields = render_fields(form) if settings.DEBUG else blank_fields()
-    return render(request, SIGNUP_TEMPLATE, {"form": form, "fields": fields})
+        return render(
+            request, SIGNUP_TEMPLATE, {"form": form, "fields": render_fields(form)}
+        )
+    # The empty page needs no form object: its fields are kept, and there are
+    # no errors to show. In development a template edit shows on reload.
+    fields = render_fields(SignupForm()) if settings.DEBUG else blank_fields()
+    return render(request, SIGNUP_TEMPLATE, {"fields": fields})
 
 
 @require_http_methods(["GET", "HEAD"])

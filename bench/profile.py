@@ -13,7 +13,7 @@ requests, divided by 2N (start-up and warm-up cancel out).
 
     python -m bench.profile                                   # the site
     python -m bench.profile --settings bench.site_settings \\
-        --settings bench.variants.lean_form_settings          # compare
+        --settings my_variant_settings                        # compare
     python -m bench.profile --profile --scenario get          # where it goes
     python -m bench.profile --root /tmp/before --root .       # two code trees
     python -m bench.profile --root /tmp/before --root . --instructions

@@ -13,6 +13,7 @@ from io import StringIO
 import psycopg
 import pytest
 from django.core.management import call_command
+from django.db import connection
 
 from accounts.management.commands.bootstrap import describe_failure
 from tests.support.commands import (
@@ -359,8 +360,13 @@ def test_bootstrap_in_process_waits_for_a_held_migration_lock():
     finished = threading.Event()
 
     def run():
-        call_command("bootstrap", stdout=output, stderr=StringIO())
-        finished.set()
+        try:
+            call_command("bootstrap", stdout=output, stderr=StringIO())
+            finished.set()
+        finally:
+            # The thread's own connection: left open, it kept the test
+            # database busy when pytest-django dropped it at the end.
+            connection.close()
 
     thread = threading.Thread(target=run)
     thread.start()

@@ -2,12 +2,13 @@ from datetime import datetime, timedelta
 
 from django.contrib import admin
 from django.contrib.admin import helpers
-from django.contrib.admin.views.main import ChangeList
+from django.contrib.admin.views.main import PAGE_VAR, ChangeList
 from django.core.paginator import Paginator
 from django.db import connections
 from django.db.models import Min
 from django.http import StreamingHttpResponse
 from django.utils import timezone
+from django.utils.formats import number_format
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.translation import gettext
@@ -103,13 +104,17 @@ class FirstPagePaginator(Paginator):
     Now a result of one page costs one query; a longer one costs the page and
     a COUNT, as before (and a later page one more cheap query, for page one).
     The whole table, unsearched and unfiltered, costs the page and a look at
-    the catalogue once it has ESTIMATE_FROM rows; count_is_estimate tells the
-    template to say "about".
+    the catalogue once it has ESTIMATE_FROM rows, on the first page only
+    (MAY_ESTIMATE): any other page is reached by paging, and where the list
+    ends must then be exact, or the rows past an estimate that is too low
+    could not be reached. count_is_estimate tells the templates to say
+    "about".
     """
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, may_estimate=False, **kwargs):
         super().__init__(*args, **kwargs)
         self.first_page_rows = None
+        self.may_estimate = may_estimate
         self.count_is_estimate = False
 
     @cached_property
@@ -118,7 +123,7 @@ class FirstPagePaginator(Paginator):
         self.first_page_rows = rows[: self.per_page]
         if len(rows) <= self.per_page:
             return len(rows)
-        if not self.object_list.query.has_filters():
+        if self.may_estimate and not self.object_list.query.has_filters():
             estimate = estimated_rows(self.object_list)
             if estimate is not None and estimate >= ESTIMATE_FROM:
                 self.count_is_estimate = True
@@ -139,6 +144,11 @@ class SignupChangeList(ChangeList):
         rows = getattr(self.paginator, "first_page_rows", None)
         if not self.multi_page and rows is not None:
             self.result_list = rows
+        if not self.queryset.query.has_filters():
+            # Unsearched and unfiltered, the result is the whole table: as
+            # with Django's default, no "N results (Show all)" by the search
+            # box, and no second count for it.
+            self.full_result_count = self.result_count
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -166,6 +176,17 @@ class SignupAdmin(admin.ModelAdmin):
 
     def get_changelist(self, request, **kwargs):
         return SignupChangeList
+
+    def get_paginator(
+        self, request, queryset, per_page, orphans=0, allow_empty_first_page=True
+    ):
+        return self.paginator(
+            queryset,
+            per_page,
+            orphans,
+            allow_empty_first_page,
+            may_estimate=request.GET.get(PAGE_VAR, "1") == "1",
+        )
 
     def action_checkbox(self, obj):
         """Django's checkbox in front of each row, the same HTML, written
@@ -195,7 +216,18 @@ class SignupAdmin(admin.ModelAdmin):
             **(extra_context or {}),
             "signup_chart": lambda: signup_chart(self.get_queryset(request)),
         }
-        return super().changelist_view(request, extra_context)
+        response = super().changelist_view(request, extra_context)
+        context = getattr(response, "context_data", None) or {}
+        if "cl" in context and context["cl"].paginator.count_is_estimate:
+            # Django's "All 1000000 selected", for an estimate.
+            context["selection_note_all"] = gettext(
+                "All about %(total_count)s selected"
+            ) % {
+                "total_count": number_format(
+                    context["cl"].result_count, force_grouping=True
+                )
+            }
+        return response
 
     @admin.action(description=_("Export selected sign-ups as CSV"))
     def export_csv(self, request, queryset):

@@ -271,6 +271,29 @@ def test_a_large_unfiltered_list_is_estimated_not_counted(
     html = response.content.decode()
     assert f"about {paginator.count:,} sign-ups" in html
     assert "?p=2" in html  # the later pages are still there
+    # Everywhere the number shows, it says it is an estimate.
+    assert f"Select all about {paginator.count:,} sign-ups" in html
+    assert f"All about {paginator.count:,} selected" in html
+    assert "results (" not in html  # no "N results (Show all)" by the search box
+
+
+def test_every_page_after_the_first_is_counted_exactly(admin_client, estimate_from_200):
+    bulk_signups(450)
+    Signup.objects.bulk_create(
+        Signup(name=f"Person {n}", email=f"after{n}@example.com") for n in range(150)
+    )
+
+    with CaptureQueriesContext(connection) as queries:
+        response = admin_client.get(CHANGELIST + "?p=6")
+
+    cl = response.context["cl"]
+    assert len(count_queries(queries)) == 1
+    assert not cl.paginator.count_is_estimate
+    assert cl.result_count == 600
+    # The last page holds the last rows, whatever the estimate said.
+    assert cl.paginator.num_pages == 6
+    assert len(cl.result_list) == 100
+    assert "600 sign-ups" in response.content.decode()
 
 
 def test_the_estimate_follows_the_table_as_it_grows(admin_client, estimate_from_200):

@@ -6,7 +6,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.support.commands import TEST_SECRET_KEY, manage, site_environment
+import pytest
+
+from tests.support.ci import unavailable
+from tests.support.commands import (
+    PROJECT_ROOT,
+    TEST_SECRET_KEY,
+    manage,
+    site_environment,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOLS = Path(sys.executable).parent
@@ -142,3 +150,36 @@ def test_compose_file_resolves_to_three_services_with_one_published_port(tmp_pat
     assert config["networks"]["backend"]["internal"] is True
     assert services["web"]["depends_on"]["db"]["condition"] == "service_healthy"
     assert services["nginx"]["depends_on"]["web"]["condition"] == "service_healthy"
+
+
+@pytest.mark.parametrize("value", ["true", "1", "yes", "TRUE"])
+def test_a_missing_component_fails_in_ci(monkeypatch, value):
+    monkeypatch.setenv("CI", value)
+
+    with pytest.raises(pytest.fail.Exception, match="nginx is missing"):
+        unavailable("nginx is missing")
+
+
+@pytest.mark.parametrize("value", [None, "", "false", "0"])
+def test_a_missing_component_is_skipped_elsewhere(monkeypatch, value):
+    if value is None:
+        monkeypatch.delenv("CI", raising=False)
+    else:
+        monkeypatch.setenv("CI", value)
+
+    with pytest.raises(pytest.skip.Exception, match="nginx is missing"):
+        unavailable("nginx is missing")
+
+
+def test_every_skip_goes_through_the_ci_rule():
+    """A bare pytest.skip could hide a missing component in CI."""
+    offenders = [
+        str(path.relative_to(PROJECT_ROOT))
+        for path in (PROJECT_ROOT / "tests").rglob("*.py")
+        if path.name not in ("ci.py", "test_quality.py")
+        and any(
+            marker in path.read_text()
+            for marker in ("pytest.skip(", "pytest.mark.skip", "importorskip")
+        )
+    ]
+    assert offenders == []

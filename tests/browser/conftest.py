@@ -26,6 +26,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from tests.support import ci
 from tests.support.commands import PROJECT_ROOT, manage
 from tests.support.stack import NGINX_BINARY, ServingStack
 
@@ -56,17 +57,8 @@ VISITOR = {"width": 760, "height": 620}
 PHONE = {"width": 375, "height": 667}  # a small phone (iPhone SE)
 
 
-def running_in_ci():
-    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
-
-
 def unavailable(reason):
-    if running_in_ci():
-        pytest.fail(
-            f"browser tests could not run (CI=true, so this fails): {reason}",
-            pytrace=False,
-        )
-    pytest.skip(f"browser tests did not run: {reason}")
+    ci.unavailable(f"browser tests did not run: {reason}")
 
 
 PLAYWRIGHT_MISSING = (
@@ -81,13 +73,7 @@ def playwright_expect():
     try:
         from playwright.sync_api import expect
     except ImportError:
-        if running_in_ci():
-            pytest.fail(
-                f"browser tests could not run (CI=true, so this fails): "
-                f"{PLAYWRIGHT_MISSING}",
-                pytrace=False,
-            )
-        pytest.skip(
+        ci.unavailable(
             f"browser tests did not run: {PLAYWRIGHT_MISSING}",
             allow_module_level=True,
         )

@@ -22,6 +22,7 @@ import pytest
 import requests
 
 from tests.compose import engine
+from tests.support.ci import running_in_ci
 from tests.support.commands import site_environment
 from tests.support.postgres import free_port
 
@@ -99,7 +100,7 @@ def stack(docker_engine, run_prefix, tmp_path_factory):
     if port_is_free(8080):
         port = 8080
     else:
-        assert os.environ.get("CI") != "true", "port 8080 on 127.0.0.1 is taken"
+        assert not running_in_ci(), "port 8080 on 127.0.0.1 is taken"
         port = free_port()
     clone = engine.fresh_clone(tmp_path_factory.mktemp("clone"))
     assert not (clone / ".env").exists()

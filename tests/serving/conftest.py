@@ -11,6 +11,7 @@ import shutil
 
 import pytest
 
+from tests.support.ci import unavailable
 from tests.support.stack import (
     NGINX_BINARY,
     EchoUpstream,
@@ -22,10 +23,6 @@ from tests.support.stack import (
 )
 
 
-def running_in_ci():
-    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
-
-
 @pytest.fixture(scope="session")
 def nginx_binary():
     """Debian's nginx binary, or a failure (CI) or skip (elsewhere) saying why."""
@@ -34,9 +31,7 @@ def nginx_binary():
             f"{NGINX_BINARY} is missing: the serving tests need Debian's nginx "
             "(apt-get install nginx; .ci/run installs it)"
         )
-        if running_in_ci():
-            pytest.fail(reason, pytrace=False)
-        pytest.skip(reason)
+        unavailable(reason)
     return NGINX_BINARY
 
 

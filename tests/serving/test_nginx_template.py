@@ -7,8 +7,7 @@ import re
 import shutil
 import subprocess
 
-import pytest
-
+from tests.support.ci import unavailable
 from tests.support.stack import (
     IMAGE_RATE_LIMITS,
     TEMPLATE,
@@ -75,7 +74,7 @@ def test_rendering_replaces_the_variables_and_keeps_nginxs_own():
 def test_rendering_is_the_official_images_envsubst_rule():
     envsubst = shutil.which("envsubst")
     if envsubst is None:
-        pytest.skip("envsubst (Debian package gettext-base) is not installed")
+        unavailable("envsubst (Debian package gettext-base) is not installed")
     environment = {**IMAGE_ENVIRONMENT, **COMPOSE_VALUES}
     # What 20-envsubst-on-templates.sh runs: every defined variable, listed.
     shell_format = " ".join(f"${{{name}}}" for name in environment)

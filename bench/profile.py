@@ -133,26 +133,36 @@ def child(scenario, requests, profile, top):
     )
 
 
+CALLGRIND = ("valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null")
 CALLGRIND_TOTAL = re.compile(r"^==\d+== Collected : (\d+)$", re.MULTILINE)
 
 
-def instructions(command, env, root, requests):
+def child_command(scenario, requests, top, *, profile=False):
+    command = [sys.executable, "-m", "bench.profile", "--child"]
+    command += ["--scenario", scenario, "--requests", str(requests), "--top", str(top)]
+    return [*command, "--profile"] if profile else command
+
+
+def run_child(command, *, env, root, timeout):
+    result = subprocess.run(
+        command, env=env, capture_output=True, text=True, timeout=timeout, cwd=root
+    )
+    if result.returncode != 0:
+        raise RuntimeError(result.stdout + result.stderr)
+    return result
+
+
+def instructions(scenario, requests, *, env, root):
     """Instructions one request costs, counted by callgrind (see above)."""
     totals = []
     for count in (requests, 3 * requests):
-        run = [*command]
-        run[run.index("--requests") + 1] = str(count)
-        result = subprocess.run(
-            ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *run],
+        result = run_child(
+            [*CALLGRIND, *child_command(scenario, count, top=0)],
             # Same hashing, so the same dict layouts, in every run.
             env={**env, "PYTHONHASHSEED": "0"},
-            capture_output=True,
-            text=True,
+            root=root,
             timeout=1800,
-            cwd=root,
         )
-        if result.returncode != 0:
-            raise RuntimeError(result.stdout + result.stderr)
         totals.append(int(CALLGRIND_TOTAL.search(result.stderr).group(1)))
     return (totals[1] - totals[0]) / (2 * requests)
 
@@ -175,35 +185,17 @@ def parent(options):
                         "DJANGO_PUBLIC_URL": f"http://{PUBLIC_HOST}",
                     }
                     label = settings if root == PROJECT_ROOT else str(root)
-                    command = [
-                        sys.executable,
-                        "-m",
-                        "bench.profile",
-                        "--child",
-                        "--scenario",
-                        scenario,
-                        "--requests",
-                        str(options.requests),
-                        "--top",
-                        str(options.top),
-                    ]
                     if options.instructions:
-                        count = instructions(command, env, root, options.requests)
+                        count = instructions(
+                            scenario, options.requests, env=env, root=root
+                        )
                         print(f"{scenario:4} {label:40} {count:12,.0f} instructions")
                         continue
                     profile = options.profile and round_number == 0
-                    if profile:
-                        command.append("--profile")
-                    result = subprocess.run(
-                        command,
-                        env=env,
-                        capture_output=True,
-                        text=True,
-                        timeout=600,
-                        cwd=root,
+                    command = child_command(
+                        scenario, options.requests, options.top, profile=profile
                     )
-                    if result.returncode != 0:
-                        raise RuntimeError(result.stdout + result.stderr)
+                    result = run_child(command, env=env, root=root, timeout=600)
                     if profile:
                         print(f"==== {label} {scenario}\n{result.stderr}")
                     figures = json.loads(result.stdout.strip().splitlines()[-1])

@@ -1,6 +1,24 @@
 import pytest
 
+from tests.support.commands import OWNER_PASSWORD, OWNER_USERNAME
 from tests.support.postgres import ThrowawayCluster
+
+
+@pytest.fixture
+def owner(db):
+    """The site's owner: a superuser, not logged in."""
+    from django.contrib.auth import get_user_model
+
+    return get_user_model().objects.create_superuser(
+        OWNER_USERNAME, "owner@example.com", OWNER_PASSWORD
+    )
+
+
+@pytest.fixture
+def admin_client(client, owner):
+    """The test client, logged in as the owner (replaces pytest-django's)."""
+    client.force_login(owner)
+    return client
 
 
 @pytest.fixture

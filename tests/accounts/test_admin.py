@@ -3,7 +3,6 @@ import io
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -15,15 +14,6 @@ from accounts.models import Signup
 pytestmark = pytest.mark.django_db
 
 CHANGELIST = "/admin/accounts/signup/"
-
-
-@pytest.fixture
-def admin_client(client):
-    user = get_user_model().objects.create_superuser(
-        "owner", "owner@example.com", "a long admin passphrase"
-    )
-    client.force_login(user)
-    return client
 
 
 def make_signup(name, email, days_ago=0):

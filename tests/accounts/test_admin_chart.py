@@ -5,7 +5,6 @@ from datetime import UTC, date, datetime, timedelta
 from unittest import mock
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from accounts.admin_chart import daily_counts, nice_ceiling, signup_chart
@@ -13,15 +12,6 @@ from accounts.models import Signup
 
 CHANGELIST = "/admin/accounts/signup/"
 TODAY = date(2025, 6, 30)
-
-
-@pytest.fixture
-def admin_client(client):
-    user = get_user_model().objects.create_superuser(
-        "owner", "owner@example.com", "a long admin passphrase"
-    )
-    client.force_login(user)
-    return client
 
 
 def add(when, count=1):

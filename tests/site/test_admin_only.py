@@ -5,28 +5,19 @@ still logs in, keeps its session and shows its messages.
 """
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from accounts.models import Signup
+from tests.support.commands import OWNER_PASSWORD, OWNER_USERNAME
 
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def owner(client):
-    user = get_user_model().objects.create_superuser(
-        "owner", "owner@example.com", "a long admin passphrase"
-    )
-    client.force_login(user)
-    return user
-
-
 @pytest.mark.parametrize("path", ["/", "/thanks/", "/no-such-page/"])
-def test_public_pages_never_read_the_session_of_a_logged_in_owner(client, owner, path):
+def test_public_pages_never_read_the_session_of_a_logged_in_owner(admin_client, path):
     with CaptureQueriesContext(connection) as queries:
-        response = client.get(path)
+        response = admin_client.get(path)
 
     assert response.status_code in (200, 404)
     # Django's middleware would have loaded the session and the user here.
@@ -36,27 +27,24 @@ def test_public_pages_never_read_the_session_of_a_logged_in_owner(client, owner,
     assert not hasattr(response.wsgi_request, "user")
 
 
-def test_a_public_sign_up_by_a_logged_in_owner_is_stored(client, owner):
-    response = client.post("/", {"name": "Ada", "email": "ada@example.com"})
+def test_a_public_sign_up_by_a_logged_in_owner_is_stored(admin_client):
+    response = admin_client.post("/", {"name": "Ada", "email": "ada@example.com"})
 
     assert response.status_code == 302
     assert Signup.objects.filter(email="ada@example.com").exists()
 
 
-def test_the_admin_logs_in_keeps_its_session_and_shows_messages(client):
-    get_user_model().objects.create_superuser(
-        "owner", "owner@example.com", "a long admin passphrase"
-    )
+def test_the_admin_logs_in_keeps_its_session_and_shows_messages(client, owner):
     login = client.post(
         "/admin/login/?next=/admin/",
-        {"username": "owner", "password": "a long admin passphrase"},
+        {"username": OWNER_USERNAME, "password": OWNER_PASSWORD},
     )
     assert login.status_code == 302
     assert "sessionid" in login.cookies
 
     index = client.get("/admin/")
     assert index.status_code == 200
-    assert index.wsgi_request.user.username == "owner"
+    assert index.wsgi_request.user == owner
 
     added = client.post(
         "/admin/accounts/signup/add/",

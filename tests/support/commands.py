@@ -7,6 +7,9 @@ from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 TEST_SECRET_KEY = "child-process-test-key-" + "k" * 40
+# The site owner the in-process admin tests make (tests/conftest.py).
+OWNER_USERNAME = "owner"
+OWNER_PASSWORD = "a long admin passphrase"
 CONFIG_PREFIXES = (
     "DJANGO_",
     "POSTGRES_",

@@ -105,10 +105,10 @@ class FirstPagePaginator(Paginator):
     a COUNT, as before (and a later page one more cheap query, for page one).
     The whole table, unsearched and unfiltered, costs the page and a look at
     the catalogue once it has ESTIMATE_FROM rows, on the first page only
-    (MAY_ESTIMATE): any other page is reached by paging, and where the list
-    ends must then be exact, or the rows past an estimate that is too low
-    could not be reached. count_is_estimate tells the templates to say
-    "about".
+    (may_estimate, set by SignupAdmin.get_paginator): any other page is
+    reached by paging, and where the list ends must then be exact, or the
+    rows past an estimate that is too low could not be reached.
+    count_is_estimate tells the templates to say "about".
     """
 
     def __init__(self, *args, may_estimate=False, **kwargs):

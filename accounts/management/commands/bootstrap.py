@@ -219,23 +219,17 @@ class Command(BaseCommand):
         configured = settings.BOOTSTRAP_SUPERUSER
         if configured is None:
             return "no admin account configured"
+        username, email = configured["USERNAME"], configured["EMAIL"]
         user_model = get_user_model()
         manager = user_model._default_manager.db_manager(database)
-        if manager.filter(**{user_model.USERNAME_FIELD: configured.username}).exists():
-            return (
-                f'admin account "{configured.username}" already exists, left unchanged'
-            )
-        candidate = user_model(
-            **{user_model.USERNAME_FIELD: configured.username},
-            email=configured.email,
-        )
+        if manager.filter(**{user_model.USERNAME_FIELD: username}).exists():
+            return f'admin account "{username}" already exists, left unchanged'
+        candidate = user_model(**{user_model.USERNAME_FIELD: username}, email=email)
         try:
-            validate_password(configured.password, user=candidate)
+            validate_password(configured["PASSWORD"], user=candidate)
         except ValidationError as exc:
             raise CommandError(
                 "DJANGO_SUPERUSER_PASSWORD is not accepted: " + " ".join(exc.messages)
             ) from exc
-        manager.create_superuser(
-            configured.username, configured.email, configured.password
-        )
-        return f'admin account "{configured.username}" created'
+        manager.create_superuser(username, email, configured["PASSWORD"])
+        return f'admin account "{username}" created'

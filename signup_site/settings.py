@@ -125,17 +125,32 @@ if _config.https:
     SECURE_HSTS_PRELOAD = _config.hsts_preload
 
 # Logging: everything to the console, which the container runtime collects.
+# A request refused for what the client sent (a disallowed Host, too many
+# fields, a body that cannot be parsed) is one line naming the client and the
+# request id, never a traceback (signup_site.refused_request_log).
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {
+        "refused_requests": {
+            "()": "signup_site.refused_request_log.RefusedRequestFilter"
+        },
+    },
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["refused_requests"],
+        },
     },
     "root": {"handlers": ["console"], "level": "INFO"},
     "loggers": {
-        "django.request": {"level": "ERROR"},
+        # Configured here so that Django's default handlers, which print
+        # tracebacks when DEBUG is on, are dropped: all goes to the console.
+        "django": {"level": "INFO"},
+        "django.request": {"level": "WARNING"},
     },
 }

@@ -15,6 +15,7 @@ from functools import cache
 from django.db import DatabaseError, connection
 from django.db.migrations.loader import MigrationLoader
 from django.http import JsonResponse
+from psycopg.errors import UndefinedTable
 
 LIVENESS_PATH = "/healthz"
 READINESS_PATH = "/readyz"
@@ -37,10 +38,12 @@ def readiness():
             cursor.execute("SELECT app, name FROM django_migrations")
             applied = set(cursor.fetchall())
     except DatabaseError as exc:
-        # A missing django_migrations table is a database that was never
-        # bootstrapped; anything else is a database that does not answer.
+        # Only a missing django_migrations table is a database that was never
+        # bootstrapped, told by PostgreSQL's error class: a refused permission
+        # or a lock timeout quotes the table too, and is a database that
+        # cannot be used now.
         logger.warning("readiness: database check failed: %s", exc)
-        if "django_migrations" in str(exc):
+        if isinstance(exc.__cause__, UndefinedTable):
             return False, "migrations pending"
         return False, "database unavailable"
     if expected_migrations() - applied:

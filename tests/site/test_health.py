@@ -1,10 +1,14 @@
 import json
+import uuid
 
+import psycopg
 import pytest
+from django.conf import settings
 from django.db import connection
 
 from tests.support.commands import TEST_SECRET_KEY, manage, site_environment
 from tests.support.postgres import free_port
+from tests.support.stack import shared_database
 
 
 @pytest.mark.parametrize("host", ["localhost", "127.0.0.1:8000", "web", "10.1.2.3"])
@@ -86,3 +90,61 @@ def test_other_methods_on_probes_fall_through_to_the_site(client):
     response = client.post("/healthz", HTTP_HOST="localhost")
 
     assert response.status_code != 200
+
+
+@pytest.fixture
+def bootstrapped_database():
+    """A new database on the shared server with a django_migrations table
+    (owned by the server's superuser); yields (POSTGRES_* variables, an
+    autocommit connection to it as that superuser)."""
+    params = settings.DATABASES["default"]
+    with (
+        shared_database(params, prefix="signup_readyz") as env,
+        psycopg.connect(
+            host=params["HOST"],
+            port=params["PORT"],
+            user=params["USER"],
+            password=params["PASSWORD"] or None,
+            dbname=env["POSTGRES_DB"],
+            autocommit=True,
+        ) as admin,
+    ):
+        admin.execute(
+            "CREATE TABLE django_migrations (id serial PRIMARY KEY, "
+            "app varchar(255), name varchar(255), applied timestamptz)"
+        )
+        yield env, admin
+
+
+def test_readiness_is_unavailable_when_django_migrations_may_not_be_read(
+    bootstrapped_database,
+):
+    env, admin = bootstrapped_database
+    role = f"signup_readyz_{uuid.uuid4().hex[:8]}"
+    admin.execute(f"CREATE ROLE {role} LOGIN")
+    admin.execute(f"REVOKE ALL ON django_migrations FROM PUBLIC, {role}")
+    try:
+        status, body = readyz_in_child_process(
+            DJANGO_SECRET_KEY=TEST_SECRET_KEY, **{**env, "POSTGRES_USER": role}
+        )
+    finally:
+        admin.execute(f"DROP OWNED BY {role}")
+        admin.execute(f"DROP ROLE {role}")
+
+    # PostgreSQL's message names the table: "permission denied for table
+    # django_migrations".
+    assert (status, body) == (503, {"status": "database unavailable"})
+
+
+def test_readiness_is_unavailable_when_django_migrations_stays_locked(
+    bootstrapped_database,
+):
+    env, admin = bootstrapped_database
+    with admin.transaction():
+        admin.execute("LOCK TABLE django_migrations IN ACCESS EXCLUSIVE MODE")
+        status, body = readyz_in_child_process(
+            DJANGO_SECRET_KEY=TEST_SECRET_KEY, PGOPTIONS="-c lock_timeout=200", **env
+        )
+
+    # PostgreSQL's message quotes the statement, and so the table.
+    assert (status, body) == (503, {"status": "database unavailable"})

@@ -98,6 +98,39 @@ def test_search_with_a_nul_byte_is_a_message_not_an_error(admin_client):
     assert "Null characters are not allowed." in response.content.decode()
 
 
+@pytest.mark.parametrize(
+    "query",
+    [
+        "email=%00",
+        "name=%00",
+        "name__contains=x%00",
+        "email__in=a@example.com,%00",
+        "signed_up_at__gte=%00",
+        "signed_up_at__year=2024%00",
+        "name__regex=(",
+        "email__iregex=[",
+        "id__range=1",
+    ],
+)
+def test_a_filter_the_database_would_refuse_is_an_invalid_lookup(admin_client, query):
+    make_signup("Ada", "ada@example.com")
+
+    response = admin_client.get(f"{CHANGELIST}?{query}")
+
+    assert response.status_code == 302
+    assert response["Location"] == f"{CHANGELIST}?e=1"
+
+
+def test_a_plain_filter_on_a_field_still_works(admin_client):
+    make_signup("Ada", "ada@example.com")
+    make_signup("Grace", "grace@example.com")
+
+    response = admin_client.get(f"{CHANGELIST}?name__contains=rac")
+
+    assert response.status_code == 200
+    assert listed_emails(response) == ["grace@example.com"]
+
+
 def test_filter_by_date(admin_client):
     make_signup("Old", "old@example.com", days_ago=30)
     make_signup("Today", "today@example.com")

@@ -211,6 +211,20 @@ def test_admin_search_input(serving_stack, admin_session, query):
         assert html.escape(query, quote=False) in response.text
 
 
+@pytest.mark.parametrize(
+    "query", ["email=%00", "name=%00", "name__contains=x%00", "name__regex=("]
+)
+def test_admin_filter_input(serving_stack, admin_session, query):
+    response = admin_session.get(
+        serving_stack.nginx.url(f"/admin/accounts/signup/?{query}"),
+        timeout=10,
+        allow_redirects=False,
+    )
+
+    assert response.status_code == 302, response.text[:500]
+    assert response.headers["Location"] == "/admin/accounts/signup/?e=1"
+
+
 def test_admin_search_with_invalid_utf8_in_the_url(serving_stack, admin_session):
     response = admin_session.get(
         serving_stack.nginx.url("/admin/accounts/signup/?q=%FF%FE%00"), timeout=10

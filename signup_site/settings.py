@@ -51,6 +51,8 @@ MIDDLEWARE = [
     # never use them (signup_site.admin_only).
     "signup_site.admin_only.AdminSessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    # Before anything reads a form: refuses a body that is not UTF-8.
+    "signup_site.form_encoding.FormEncodingMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "signup_site.admin_only.AdminAuthenticationMiddleware",
     "signup_site.admin_only.AdminMessageMiddleware",

@@ -193,3 +193,29 @@ def test_markup_in_a_rejected_submission_is_escaped_when_shown_again(client):
     html = response.content.decode()
     assert "<script>alert(1)</script>" not in html
     assert "&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"name=\xff\xfe&email=raw@example.com",
+        b"name=Ada&email=raw\xe9@example.com",
+        b"name=\xc3&email=raw@example.com",  # a UTF-8 sequence cut short
+    ],
+)
+def test_a_body_that_is_not_utf8_is_refused_and_stores_nothing(client, body):
+    response = client.post("/", body, content_type="application/x-www-form-urlencoded")
+
+    assert response.status_code == 400
+    assert Signup.objects.count() == 0
+
+
+def test_raw_utf8_in_a_body_is_read_as_utf8(client):
+    response = client.post(
+        "/",
+        "name=Zoë&email=zoe@example.com".encode(),
+        content_type="application/x-www-form-urlencoded",
+    )
+
+    assert response.status_code == 302
+    assert Signup.objects.get().name == "Zoë"

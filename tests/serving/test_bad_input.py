@@ -112,6 +112,22 @@ def test_invalid_utf8_is_a_form_error(serving_stack):
     assert serving_stack.signup_count() == before
 
 
+def test_raw_bytes_that_are_not_utf8_are_refused(serving_stack):
+    """Not percent-encoded: Django would decode the body as Latin-1 ("ÿþ")."""
+    before = serving_stack.signup_count()
+    email = email_for("raw-latin1", None)
+
+    response = post_raw(
+        serving_stack,
+        b"csrfmiddlewaretoken=TOKEN&name=\xff\xfe&email=" + email.encode(),
+    )
+
+    assert response.status_code == 400
+    assert "Bad request" in response.text
+    assert serving_stack.signups(email) == []
+    assert serving_stack.signup_count() == before
+
+
 def test_a_repeated_field_takes_its_last_value(serving_stack):
     email = email_for("repeated", None)
 

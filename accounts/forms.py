@@ -26,10 +26,21 @@ def is_forbidden_in_names(char):
     )
 
 
+class PublicDomainEmailValidator(EmailValidator):
+    """Django's email validator with one rule for the domain: a public domain
+    name. Django also accepts "localhost" (its allowlist) and an address in
+    brackets, such as [192.0.2.1]; nobody signs up at either."""
+
+    def __init__(self, **kwargs):
+        super().__init__(allowlist=[], **kwargs)
+
+    def validate_domain_part(self, domain_part):
+        return bool(self.domain_regex.match(domain_part))
+
+
 class SignupEmailField(forms.EmailField):
-    # Django's validator allows "localhost" as a domain; nobody signs up
-    # there. Replacing (not adding to) the default keeps one message per error.
-    default_validators = [EmailValidator(allowlist=[])]
+    # Replacing (not adding to) the default keeps one message per error.
+    default_validators = [PublicDomainEmailValidator()]
 
 
 class SignupForm(forms.Form):

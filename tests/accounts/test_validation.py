@@ -70,6 +70,16 @@ INVALID = [
         id="localhost",
     ),
     pytest.param(
+        {"name": "Ada", "email": "ada@[192.0.2.1]"},
+        {"email": EMAIL_INVALID},
+        id="ipv4-literal",
+    ),
+    pytest.param(
+        {"name": "Ada", "email": "ada@[2001:db8::1]"},
+        {"email": EMAIL_INVALID},
+        id="ipv6-literal",
+    ),
+    pytest.param(
         {"name": "Ada", "email": "ada example@example.com"},
         {"email": EMAIL_INVALID},
         id="space",

@@ -27,7 +27,7 @@ CASES = [
     ("email-whitespace", "Ada", "   ", "error"),
     ("idn-domain", "Ada", "ada-{id}@bücher.example", "stored"),
     ("punycode-domain", "Ada", "ada-{id}@xn--bcher-kva.example", "stored"),
-    ("ip-literal", "Ada", "ada-{id}@[192.0.2.1]", "stored"),
+    ("ip-literal", "Ada", "ada-{id}@[192.0.2.1]", "error"),
     ("quoted-markup", "Ada", '"<b>{id}</b>"@example.com', "stored"),
     ("unicode-local-part", "Ada", "ädä-{id}@example.com", "error"),
     ("nul-name", "Ada\x00Lovelace", None, "error"),

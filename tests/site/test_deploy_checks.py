@@ -2,7 +2,12 @@
 
 import re
 
-from tests.support.commands import TEST_SECRET_KEY, manage, site_environment
+from tests.support.commands import (
+    PROJECT_ROOT,
+    TEST_SECRET_KEY,
+    manage,
+    site_environment,
+)
 
 HTTPS_ONLY_WARNINGS = {
     "security.W004",  # SECURE_HSTS_SECONDS: HSTS means nothing over http
@@ -49,3 +54,10 @@ def test_debug_on_is_reported_by_the_deployment_check():
 
     assert result.returncode == 1
     assert "security.W018" in result.stdout + result.stderr
+
+
+def test_the_readme_lists_the_warnings_that_remain_over_http():
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    section = readme.split("### `check --deploy`", 1)[1].split("\n## ", 1)[0]
+
+    assert set(re.findall(r"`(security\.W\d+)`", section)) == HTTPS_ONLY_WARNINGS

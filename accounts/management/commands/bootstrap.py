@@ -19,7 +19,8 @@ FIRST_RETRY_DELAY = 0.5
 MAX_RETRY_DELAY = 5.0
 
 # Fragments of libpq/PostgreSQL messages, mapped to the plain-words cause and
-# whether waiting can fix it. Server messages are English in the official image.
+# whether it is permanent: waiting cannot fix it, so bootstrap stops at once.
+# Server messages are English in the official image.
 FAILURE_CAUSES = (
     ("password authentication failed", "authentication failed", True),
     ("no password supplied", "authentication failed (no password given)", True),

@@ -51,6 +51,14 @@ STANDIN_IMAGES = {
     "python": "signup-standin/python:test",
 }
 
+# The tag of the site's images built by this test run (compose.yaml's
+# SIGNUP_VERSION): runs that share an engine never start each other's builds.
+TEST_IMAGE_VERSION = f"test{os.getpid()}"
+# Registries the tests may tag for: compose.yaml's default (localhost/..., which
+# no registry serves) and loopback ones. A developer's own SIGNUP_REGISTRY is
+# dropped, so no test pushes to or pulls from it.
+LOOPBACK_REGISTRY_PREFIXES = ("localhost/", "127.")
+
 ENGINE_START_TIMEOUT = 30
 DEBOOTSTRAP_TIMEOUT = 900
 BUILD_TIMEOUT = 900
@@ -580,12 +588,18 @@ def compose(
     for path in files:
         cmd += ["--file", str(path)]
     cmd += [str(arg) for arg in args]
+    env = docker_env(env, legacy_builder=False)
+    env.setdefault("SIGNUP_VERSION", TEST_IMAGE_VERSION)
+    if not env.get("SIGNUP_REGISTRY", "localhost/").startswith(
+        LOOPBACK_REGISTRY_PREFIXES
+    ):
+        del env["SIGNUP_REGISTRY"]
     result = subprocess.run(
         cmd,
         capture_output=True,
         text=True,
         timeout=timeout,
-        env=docker_env(env, legacy_builder=False),
+        env=env,
         cwd=cwd or PROJECT_ROOT,
         check=False,
     )

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.compose import engine
+from tests.compose import engine, registry
 from tests.support.ci import unavailable
 
 HERE = Path(__file__).resolve().parent
@@ -27,6 +27,7 @@ ENGINE_SETUP_SECONDS = 900
 
 RUN_PREFIX = f"signuptest{os.getpid()}{uuid.uuid4().hex[:6]}"
 _setup_report = {}
+_measured = []
 
 
 def _engine_unavailable(reason):
@@ -50,6 +51,8 @@ def pytest_collection_modifyitems(config, items):
 
 
 def pytest_terminal_summary(terminalreporter):
+    for line in _measured:
+        terminalreporter.write_line(line)
     if _setup_report:
         parts = ", ".join(f"{k} {v} s" for k, v in _setup_report["seconds"].items())
         terminalreporter.write_line(
@@ -120,3 +123,20 @@ def compose_project(docker_engine, run_prefix):
     yield make
     for project in reversed(projects):
         project.down()
+
+
+@pytest.fixture(scope="session")
+def loopback_registry(docker_engine):
+    """A ``registry.LoopbackRegistry`` on 127.0.0.1, stopped by pid after."""
+    try:
+        reg = registry.LoopbackRegistry()
+    except registry.RegistryUnavailable as exc:
+        _engine_unavailable(str(exc))
+    yield reg
+    reg.stop()
+
+
+@pytest.fixture(scope="session")
+def report_figure():
+    """``report_figure(text)``: a measured figure, printed in the summary."""
+    return _measured.append

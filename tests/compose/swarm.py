@@ -1,0 +1,234 @@
+"""
+Docker Swarm for the tests, on the engine the Compose tests use: a
+single-node swarm (initialised here only if the engine is not in one, and
+left again only then), and a stack deployed from deploy/swarm/stack.yaml with
+images from the loopback registry. Every object made here has a name unique
+to the run and is removed by name.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.compose.engine import PROJECT_ROOT, EngineUnavailable, docker
+
+STACK_FILE = PROJECT_ROOT / "deploy" / "swarm" / "stack.yaml"
+STACK_STANDINS = Path(__file__).resolve().parent / "stack.standins.yaml"
+DB_NODE_LABEL = "signup.db"
+
+
+class SwarmUnavailable(EngineUnavailable):
+    pass
+
+
+@dataclass
+class SingleNodeSwarm:
+    """This engine as a swarm manager, labelled as the database's node."""
+
+    initialised_here: bool = False
+    labelled_here: bool = False
+    node_id: str = ""
+
+    @classmethod
+    def join(cls):
+        state = docker("info", "--format", "{{.Swarm.LocalNodeState}}").stdout.strip()
+        swarm = cls()
+        if state == "inactive":
+            result = docker(
+                "swarm", "init", "--advertise-addr", "127.0.0.1", check=False
+            )
+            if result.returncode != 0:
+                raise SwarmUnavailable(f"docker swarm init failed: {result.stderr}")
+            swarm.initialised_here = True
+        elif state != "active":
+            raise SwarmUnavailable(f"the engine's swarm state is {state!r}")
+        try:
+            swarm.node_id = docker(
+                "info", "--format", "{{.Swarm.NodeID}}"
+            ).stdout.strip()
+            labels = json.loads(
+                docker(
+                    "node",
+                    "inspect",
+                    swarm.node_id,
+                    "--format",
+                    "{{json .Spec.Labels}}",
+                ).stdout
+            )
+            if (labels or {}).get(DB_NODE_LABEL) != "true":
+                docker(
+                    "node",
+                    "update",
+                    "--label-add",
+                    f"{DB_NODE_LABEL}=true",
+                    swarm.node_id,
+                )
+                swarm.labelled_here = True
+        except BaseException:
+            swarm.leave()
+            raise
+        return swarm
+
+    def leave(self):
+        if self.initialised_here:
+            docker("swarm", "leave", "--force", check=False, timeout=60)
+        elif self.labelled_here:
+            docker(
+                "node", "update", "--label-rm", DB_NODE_LABEL, self.node_id, check=False
+            )
+
+
+def wait_for(condition, *, timeout, interval=0.5, message="condition"):
+    """Poll CONDITION until it returns a true value; return that value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{message}: not within {timeout} s")
+        time.sleep(interval)
+
+
+@dataclass
+class Stack:
+    """A stack NAME deployed from the project's stack file (plus FILES)."""
+
+    name: str
+    env: dict
+    files: tuple = (STACK_FILE,)
+    volumes_made: set = field(default_factory=set)
+
+    def deploy(self, timeout=300):
+        args = ["stack", "deploy", "--detach=true"]
+        for path in self.files:
+            args += ["--compose-file", str(path)]
+        return docker(*args, self.name, env=self.env, timeout=timeout)
+
+    def remove(self, timeout=180):
+        """`docker stack rm`, then wait until its containers and networks are
+        gone (the command returns before they are)."""
+        docker("stack", "rm", self.name, check=False, timeout=timeout)
+        label = f"label=com.docker.stack.namespace={self.name}"
+        wait_for(
+            lambda: (
+                not docker("ps", "-aq", "--filter", label).stdout.strip()
+                and not docker("network", "ls", "-q", "--filter", label).stdout.strip()
+            ),
+            timeout=timeout,
+            interval=1,
+            message=f"stack {self.name} removed",
+        )
+
+    def remove_volume(self, short, timeout=60):
+        """Remove the stack's volume SHORT (once no container holds it)."""
+        volume = f"{self.name}_{short}"
+
+        def gone():
+            if docker("volume", "inspect", volume, check=False).returncode != 0:
+                return True
+            return docker("volume", "rm", volume, check=False).returncode == 0
+
+        wait_for(gone, timeout=timeout, interval=1, message=f"volume {volume} removed")
+
+    def service(self, short):
+        return f"{self.name}_{short}"
+
+    def tasks(self, short, *, desired="running"):
+        """Inspected tasks of service SHORT whose desired state is DESIRED."""
+        ids = docker(
+            "service",
+            "ps",
+            "--quiet",
+            "--no-trunc",
+            "--filter",
+            f"desired-state={desired}",
+            self.service(short),
+        ).stdout.split()
+        if not ids:
+            return []
+        return json.loads(docker("inspect", *ids).stdout)
+
+    def running_tasks(self, short):
+        """Tasks that run and passed their healthcheck (Swarm reports a task
+        with a healthcheck as running only once it is healthy)."""
+        return [
+            task for task in self.tasks(short) if task["Status"]["State"] == "running"
+        ]
+
+    def container(self, task):
+        return task["Status"]["ContainerStatus"]["ContainerID"]
+
+    def task_address(self, task, network_short):
+        network = f"{self.name}_{network_short}"
+        for attachment in task.get("NetworksAttachments") or []:
+            if attachment["Network"]["Spec"]["Name"] == network:
+                return attachment["Addresses"][0].split("/")[0]
+        raise AssertionError(f"task {task['ID']} has no address on {network}")
+
+    def wait_converged(self, short, replicas, *, image=None, timeout=300):
+        """Wait until exactly REPLICAS tasks of SHORT run (healthy), on IMAGE
+        if given, and no other task is meant to run; return them."""
+
+        def converged():
+            wanted = self.tasks(short)
+            running = [t for t in wanted if t["Status"]["State"] == "running"]
+            if len(wanted) != replicas or len(running) != replicas:
+                return None
+            if image and any(
+                not t["Spec"]["ContainerSpec"]["Image"].startswith(image + "@")
+                for t in running
+            ):
+                return None
+            return running
+
+        return wait_for(
+            converged,
+            timeout=timeout,
+            message=f"{replicas} healthy task(s) of {self.service(short)}",
+        )
+
+    def update_status(self, short):
+        out = docker(
+            "service",
+            "inspect",
+            self.service(short),
+            "--format",
+            "{{json .UpdateStatus}}",
+        ).stdout
+        return json.loads(out) or {}
+
+    def service_image(self, short):
+        return docker(
+            "service",
+            "inspect",
+            self.service(short),
+            "--format",
+            "{{.Spec.TaskTemplate.ContainerSpec.Image}}",
+        ).stdout.strip()
+
+    def scale(self, short, replicas):
+        docker("service", "scale", "--detach", f"{self.service(short)}={replicas}")
+
+    def update_image(self, short, image):
+        docker(
+            "service",
+            "update",
+            "--detach",
+            "--image",
+            image,
+            self.service(short),
+            timeout=120,
+        )
+
+    def sql(self, query):
+        (task,) = self.running_tasks("db")
+        result = docker(
+            "exec",
+            self.container(task),
+            *("psql", "-U", "signup", "-d", "signup", "-At", "-c", query),
+        )
+        return result.stdout.strip()

@@ -1,0 +1,446 @@
+"""
+The site on Docker Swarm, as the README deploys it: images built with
+`docker compose build`, published with `docker compose push` to a real
+registry (Debian's docker-registry on loopback), the local tags dropped, and
+`docker stack deploy -c deploy/swarm/stack.yaml` on a single-node swarm
+pulling them back. One stack serves the whole module; the tests run in order
+(deploy, scale, rolling update, failed update, killed task, stack rm).
+
+The postgres stand-in replaces the official image (stack.standins.yaml), as
+compose.standins.yaml does for Compose.
+"""
+
+import json
+import os
+import re
+import secrets
+import signal
+import time
+import uuid
+
+import pytest
+import requests
+
+from tests.compose import engine, swarm, traffic
+from tests.compose.swarm import Stack, wait_for
+from tests.support.ci import unavailable
+from tests.support.commands import site_environment
+from tests.support.postgres import free_port
+
+pytestmark = [pytest.mark.engine, pytest.mark.timeout(900)]
+
+ADMIN_USER = "owner"
+ADMIN_PASSWORD = "swarm test admin passphrase"
+FIRST_VERSION = "1.0.0"
+NEXT_VERSION = "1.0.1"
+BROKEN_VERSION = "1.0.2-broken"
+TEST_REPLICAS = 1
+# The stack's numbers for a machine with two cores: fewer workers per task,
+# and rate limits that a test posting from one address never reaches.
+TEST_SETTINGS = {
+    "WEB_CONCURRENCY": "2",
+    "NGINX_SIGNUP_RATE": "100000r/s",
+    "NGINX_SIGNUP_BURST": "100000",
+    "NGINX_LOGIN_RATE": "100000r/s",
+    "NGINX_LOGIN_BURST": "100000",
+}
+UPSTREAM = re.compile(r"upstream=(.*?) ustatus=")
+
+
+@pytest.fixture(scope="module")
+def single_node_swarm(docker_engine):
+    try:
+        node = swarm.SingleNodeSwarm.join()
+    except swarm.SwarmUnavailable as exc:
+        unavailable(f"Swarm tests did not run: {exc}")
+    yield node
+    node.leave()
+
+
+def docker_json(*args):
+    return json.loads(engine.docker(*args).stdout)
+
+
+def registry_references(prefix):
+    """REPOSITORY@DIGEST of every local image pulled from PREFIX."""
+    listing = engine.docker(
+        "image", "ls", "--digests", "--format", "{{.Repository}}@{{.Digest}}"
+    ).stdout.split()
+    return [ref for ref in listing if ref.startswith(prefix + "/")]
+
+
+@pytest.fixture(scope="module")
+def images(docker_engine, loopback_registry, run_prefix):
+    """The site's images, built and pushed to the loopback registry, with no
+    local tag left: whatever runs them must pull them from the registry."""
+    prefix = f"{loopback_registry.address}/signup"
+    env = site_environment(SIGNUP_REGISTRY=prefix, SIGNUP_VERSION=FIRST_VERSION)
+    env.pop("DJANGO_SETTINGS_MODULE")
+    project = engine.ComposeProject(
+        name=f"{run_prefix}-swarm-images",
+        files=(engine.PROJECT_ROOT / "compose.yaml", engine.STANDINS_OVERRIDE),
+        env=env,
+    )
+    web = f"{prefix}/web"
+    tags = [f"{web}:{FIRST_VERSION}", f"{prefix}/nginx:{FIRST_VERSION}"]
+    try:
+        project("build", "web", "nginx", timeout=1800)
+        project("push", "web", "nginx", timeout=600)
+        # A new release of web (same code, new image) and one that cannot
+        # start: its process exits at once.
+        for version, extra in ((NEXT_VERSION, ""), (BROKEN_VERSION, 'CMD ["false"]')):
+            tag = f"{web}:{version}"
+            tags.append(tag)
+            dockerfile = (
+                f"FROM {web}:{FIRST_VERSION}\n"
+                f"LABEL org.opencontainers.image.version={version}\n{extra}\n"
+            )
+            engine.docker("build", "--tag", tag, "-", input=dockerfile, timeout=300)
+            engine.docker("push", tag, timeout=300)
+        db = f"{prefix}/postgres-standin:test"
+        tags.append(db)
+        engine.docker("tag", engine.STANDIN_IMAGES["postgres"], db)
+        engine.docker("push", db, timeout=600)
+        assert loopback_registry.tags("signup/web") == sorted(
+            [FIRST_VERSION, NEXT_VERSION, BROKEN_VERSION]
+        )
+        assert loopback_registry.tags("signup/nginx") == [FIRST_VERSION]
+        engine.docker("image", "rm", *tags)
+        assert not any(engine.image_exists(tag) for tag in tags)
+        yield prefix
+    finally:
+        for tag in tags:
+            engine.docker("image", "rm", tag, check=False)
+        # What the swarm pulled: only the references this run made.
+        for reference in registry_references(prefix):
+            engine.docker("image", "rm", reference, check=False)
+
+
+class SwarmSite:
+    def __init__(self, stack, port, secret_values):
+        self.stack = stack
+        self.port = port
+        self.base = f"http://127.0.0.1:{port}"
+        self.secret_values = secret_values
+
+    def first_200(self, timeout=300):
+        def answers():
+            try:
+                return requests.get(self.base + "/", timeout=5).status_code == 200
+            except requests.RequestException:
+                return False
+
+        wait_for(answers, timeout=timeout, interval=0.25, message="first 200")
+
+    def emails_stored(self, emails):
+        if not emails:
+            return set()
+        listed = ",".join(f"'{email}'" for email in emails)
+        rows = self.stack.sql(
+            f"SELECT email FROM accounts_signup WHERE email IN ({listed})"
+        )
+        return set(rows.split())
+
+    def nginx_upstreams(self, token):
+        (task,) = self.stack.running_tasks("nginx")
+        logs = engine.docker("logs", self.stack.container(task))
+        found = []
+        for line in (logs.stdout + logs.stderr).splitlines():
+            if token in line and (match := UPSTREAM.search(line)):
+                # The last address is the one that answered.
+                found.append(match.group(1).split(", ")[-1])
+        return found
+
+
+def create_secret(name, value):
+    engine.docker("secret", "create", name, "-", input=value)
+
+
+@pytest.fixture(scope="module")
+def site(single_node_swarm, images, run_prefix, report_figure):
+    """The stack, deployed from nothing; the time to its first 200 is reported."""
+    name = f"s{run_prefix}"
+    port = free_port()
+    env = site_environment(
+        SIGNUP_REGISTRY=images,
+        SIGNUP_VERSION=FIRST_VERSION,
+        SIGNUP_PORT=port,
+        SIGNUP_SECRET_PREFIX=name,
+        SIGNUP_WEB_REPLICAS=TEST_REPLICAS,
+        DJANGO_PUBLIC_URL=f"http://localhost:{port}",
+        **TEST_SETTINGS,
+    )
+    env.pop("DJANGO_SETTINGS_MODULE")
+    secret_values = {
+        "django_secret_key": secrets.token_urlsafe(50),
+        "postgres_password": secrets.token_urlsafe(24),
+    }
+    stack = Stack(name, env, files=(swarm.STACK_FILE, swarm.STACK_STANDINS))
+    made = []
+    try:
+        for key, value in secret_values.items():
+            create_secret(f"{name}_{key}", value)
+            made.append(f"{name}_{key}")
+        started = time.monotonic()
+        stack.deploy()
+        site = SwarmSite(stack, port, secret_values)
+        site.first_200()
+        report_figure(
+            f"swarm: stack deploy to first 200: {time.monotonic() - started:.1f} s"
+        )
+        yield site
+    finally:
+        for short in ("web", "nginx", "db"):
+            logs = engine.docker(
+                "service", "logs", "--tail", "60", stack.service(short), check=False
+            )
+            print(f"--- {short} ---\n{logs.stdout[-6000:]}{logs.stderr[-3000:]}")
+        stack.remove()
+        # The one command that removes the data; this run made the volume.
+        stack.remove_volume("pgdata")
+        for secret in made:
+            engine.docker("secret", "rm", secret, check=False)
+
+
+@pytest.fixture(scope="module")
+def admin(site):
+    """`bootstrap` run in a web task with the admin's settings, as the README
+    says (the credentials never enter the stack)."""
+    (task, *_) = site.stack.running_tasks("web")
+    result = engine.docker(
+        "exec",
+        *("-e", f"DJANGO_SUPERUSER_USERNAME={ADMIN_USER}"),
+        *("-e", "DJANGO_SUPERUSER_EMAIL=owner@example.com"),
+        *("-e", f"DJANGO_SUPERUSER_PASSWORD={ADMIN_PASSWORD}"),
+        site.stack.container(task),
+        *("python", "manage.py", "bootstrap"),
+    )
+    assert f'admin account "{ADMIN_USER}" created' in result.stdout
+    return ADMIN_USER
+
+
+def admin_logs_in(base):
+    session = requests.Session()
+    page = session.get(base + "/admin/login/", timeout=10)
+    token = traffic.TOKEN.search(page.text).group(1)
+    response = session.post(
+        base + "/admin/login/?next=/admin/",
+        data={
+            "csrfmiddlewaretoken": token,
+            "username": ADMIN_USER,
+            "password": ADMIN_PASSWORD,
+            "next": "/admin/",
+        },
+        headers={"Origin": base, "Referer": base + "/admin/login/"},
+        allow_redirects=False,
+        timeout=10,
+    )
+    if response.status_code != 302 or response.headers["Location"] != "/admin/":
+        return False
+    index = session.get(base + "/admin/", timeout=10)
+    return index.status_code == 200 and "Site administration" in index.text
+
+
+def test_deployed_from_nothing_a_signup_is_stored_and_the_admin_logs_in(
+    site, admin, images
+):
+    email = f"swarm-{uuid.uuid4().hex[:8]}@example.com"
+
+    confirmed, outcomes = traffic.signup(site.base, email, name="Swarm Deploy")
+
+    assert confirmed, outcomes
+    assert (
+        site.stack.sql(f"SELECT name FROM accounts_signup WHERE email = '{email}'")
+        == "Swarm Deploy"
+    )
+    assert admin_logs_in(site.base)
+    # What runs was pulled from the registry, by digest.
+    for short in ("web", "nginx", "db"):
+        (task, *_) = site.stack.running_tasks(short)
+        image = task["Spec"]["ContainerSpec"]["Image"]
+        assert image.startswith(images + "/"), image
+        assert "@sha256:" in image, image
+
+
+def test_only_nginx_publishes_a_port_in_host_mode(site):
+    published = {}
+    for short in ("db", "web", "nginx"):
+        published[short] = [
+            (port["PublishMode"], port["TargetPort"], port["PublishedPort"])
+            for port in docker_json("service", "inspect", site.stack.service(short))[0][
+                "Endpoint"
+            ].get("Ports", [])
+        ]
+
+    assert published == {"db": [], "web": [], "nginx": [("host", 8080, site.port)]}
+
+
+def test_each_service_gets_only_its_secrets_and_no_secret_is_in_its_spec(site):
+    names = {}
+    for short in ("db", "web", "nginx"):
+        service = docker_json("service", "inspect", site.stack.service(short))
+        spec = service[0]["Spec"]["TaskTemplate"]["ContainerSpec"]
+        names[short] = sorted(s["File"]["Name"] for s in spec.get("Secrets", []))
+        environment = "\n".join(spec.get("Env", []))
+        for value in site.secret_values.values():
+            assert value not in environment
+
+    assert names == {
+        "db": ["postgres_password"],
+        "web": ["django_secret_key", "postgres_password"],
+        "nginx": [],
+    }
+
+
+def test_scaling_web_1_to_3_reaches_every_task_within_10_s_then_back_to_1(
+    site, report_figure
+):
+    stack = site.stack
+    stack.wait_converged("web", 1)
+    asked = time.monotonic()
+    stack.scale("web", 3)
+    tasks = stack.wait_converged("web", 3)
+    healthy = time.monotonic()
+    addresses = {stack.task_address(task, "frontend") for task in tasks}
+    token = uuid.uuid4().hex
+
+    def every_task_answered():
+        requests.get(f"{site.base}/?probe={token}", timeout=10)
+        return set(site.nginx_upstreams(token)) >= {f"{a}:8000" for a in addresses}
+
+    wait_for(every_task_answered, timeout=10, interval=0.1, message="all 3 tasks")
+    pickup = time.monotonic() - healthy
+    report_figure(
+        f"swarm: scale web 1 -> 3: healthy after {healthy - asked:.1f} s, "
+        f"all three answering {pickup:.1f} s later"
+    )
+
+    with traffic.Traffic(site.base) as load:
+        time.sleep(2)
+        stack.scale("web", 1)
+        stack.wait_converged("web", 1)
+        time.sleep(6)  # longer than nginx's 5 s DNS cache
+    assert load.outcomes
+    assert not load.failures, load.summary()
+    assert site.emails_stored(load.confirmed) == set(load.confirmed)
+
+
+def test_rolling_update_under_load_fails_no_request_and_loses_no_signup(
+    site, images, report_figure
+):
+    stack = site.stack
+    stack.scale("web", 2)
+    stack.wait_converged("web", 2)
+    new_image = f"{images}/web:{NEXT_VERSION}"
+
+    with traffic.Traffic(site.base) as load:
+        time.sleep(3)
+        started = time.monotonic()
+        stack.update_image("web", new_image)
+        stack.wait_converged("web", 2, image=new_image, timeout=400)
+        took = time.monotonic() - started
+        time.sleep(6)
+
+    report_figure(
+        f"swarm: rolling update of 2 web tasks: {took:.1f} s; {load.summary()}"
+    )
+    assert stack.update_status("web").get("State") in ("updating", "completed")
+    assert len(load.confirmed) >= 5, load.summary()
+    assert not load.failures, load.failures[:5]
+    assert site.emails_stored(load.confirmed) == set(load.confirmed)
+
+
+def test_update_to_an_image_that_cannot_start_rolls_back_while_serving(
+    site, images, report_figure
+):
+    stack = site.stack
+    good = stack.service_image("web")
+    broken = f"{images}/web:{BROKEN_VERSION}"
+
+    with traffic.Traffic(site.base) as load:
+        started = time.monotonic()
+        stack.update_image("web", broken)
+        wait_for(
+            lambda: stack.update_status("web").get("State", "").startswith("rollback"),
+            timeout=300,
+            interval=0.5,
+            message="rollback started",
+        )
+        began = time.monotonic() - started
+        wait_for(
+            lambda: stack.update_status("web").get("State") == "rollback_completed",
+            timeout=300,
+            interval=0.5,
+            message="rollback completed",
+        )
+        took = time.monotonic() - started
+
+    report_figure(
+        f"swarm: update to a broken image: rollback began after {began:.1f} s, "
+        f"completed (its 30 s monitor included) after {took:.1f} s; {load.summary()}"
+    )
+    assert stack.service_image("web") == good
+    running = stack.wait_converged("web", 2)
+    assert all(t["Spec"]["ContainerSpec"]["Image"] == good for t in running)
+    assert load.outcomes
+    assert not load.failures, load.failures[:5]
+    assert site.emails_stored(load.confirmed) == set(load.confirmed)
+
+
+def test_a_web_task_killed_by_pid_is_replaced_and_no_confirmed_signup_is_lost(
+    site, report_figure
+):
+    stack = site.stack
+    before = stack.wait_converged("web", 2)
+    victim = before[0]
+    pid = int(
+        engine.docker(
+            "inspect", "--format", "{{.State.Pid}}", stack.container(victim)
+        ).stdout
+    )
+
+    with traffic.Traffic(site.base) as load:
+        time.sleep(2)
+        killed = time.monotonic()
+        os.kill(pid, signal.SIGKILL)
+        after = wait_for(
+            lambda: (
+                (tasks := stack.running_tasks("web"))
+                and len(tasks) == 2
+                and victim["ID"] not in {t["ID"] for t in tasks}
+                and tasks
+            ),
+            timeout=180,
+            message="a replacement web task",
+        )
+        replaced = time.monotonic() - killed
+        time.sleep(3)
+
+    report_figure(
+        f"swarm: killed web task replaced (healthy) in {replaced:.1f} s; "
+        f"{load.summary()}"
+    )
+    assert len(after) == 2
+    stopped = stack.tasks("web", desired="shutdown")
+    (old,) = [t for t in stopped if t["ID"] == victim["ID"]]
+    assert old["Status"]["ContainerStatus"]["ExitCode"] == 128 + signal.SIGKILL
+    assert load.confirmed, load.summary()
+    assert site.emails_stored(load.confirmed) == set(load.confirmed)
+
+
+def test_stack_rm_then_deploy_again_keeps_the_data_and_the_volume(site, admin):
+    stack = site.stack
+    email = f"swarm-keep-{uuid.uuid4().hex[:8]}@example.com"
+    confirmed, outcomes = traffic.signup(site.base, email)
+    assert confirmed, outcomes
+    count = stack.sql("SELECT count(*) FROM accounts_signup")
+
+    stack.remove()
+    volume = f"{stack.name}_pgdata"
+    assert engine.docker("volume", "inspect", volume, check=False).returncode == 0
+    stack.deploy()
+    site.first_200()
+
+    assert stack.sql("SELECT count(*) FROM accounts_signup") == count
+    assert site.emails_stored([email]) == {email}
+    assert admin_logs_in(site.base)

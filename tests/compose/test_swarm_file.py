@@ -1,0 +1,203 @@
+"""
+deploy/swarm/stack.yaml read as a file: the rules a Swarm deployment relies
+on, and the overlap with compose.yaml that must not drift. What both need
+lives in the images (healthchecks, nginx's defaults, the start script); what
+is left written twice (service names, images, variable names and defaults,
+the database's healthcheck) is compared here.
+"""
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from ruamel.yaml import YAML
+
+from tests.support.ci import unavailable
+from tests.support.commands import site_environment
+
+ROOT = Path(__file__).resolve().parents[2]
+STACK_FILE = ROOT / "deploy" / "swarm" / "stack.yaml"
+COMPOSE_FILE = ROOT / "compose.yaml"
+DOCKERFILE = ROOT / "docker" / "Dockerfile"
+GUNICORN_CONFIG = ROOT / "docker" / "gunicorn.conf.py"
+
+# Compose's way of finding the secrets it generates on first start; Swarm
+# mounts Docker secrets and names them through *_FILE instead.
+COMPOSE_ONLY_VARIABLES = {"SIGNUP_SECRETS_DIR"}
+SECRET_VARIABLES = {"DJANGO_SECRET_KEY", "POSTGRES_PASSWORD", "DATABASE_URL"}
+# ${NAME:-default}, not the $${...} that Compose passes on to a shell.
+DEFAULT = re.compile(r"(?<!\$)\$\{(\w+):-([^}]*)\}")
+
+
+def load(path):
+    return YAML(typ="safe").load(path.read_text())
+
+
+@pytest.fixture(scope="module")
+def stack():
+    return load(STACK_FILE)
+
+
+@pytest.fixture(scope="module")
+def compose():
+    return load(COMPOSE_FILE)
+
+
+def running_services(compose):
+    """compose.yaml's services that `docker compose up` starts."""
+    return {
+        name: service
+        for name, service in compose["services"].items()
+        if not service.get("profiles")
+    }
+
+
+def seconds(duration):
+    match = re.fullmatch(r"(?:(\d+)m)?(?:(\d+)s)?", str(duration))
+    assert match, f"not a duration: {duration!r}"
+    minutes, secs = (int(part or 0) for part in match.groups())
+    return minutes * 60 + secs
+
+
+def web_healthcheck_start_period():
+    web_stage = DOCKERFILE.read_text().split("AS web")[1]
+    return seconds(re.search(r"HEALTHCHECK .*--start-period=(\w+)", web_stage)[1])
+
+
+def gunicorn_graceful_timeout():
+    text = GUNICORN_CONFIG.read_text()
+    return int(re.search(r'"GUNICORN_GRACEFUL_TIMEOUT", (\d+)', text)[1])
+
+
+def test_the_stack_runs_the_services_and_images_compose_builds(stack, compose):
+    services = running_services(compose)
+
+    assert stack["services"].keys() == services.keys()
+    for name, service in services.items():
+        assert stack["services"][name]["image"] == service["image"], name
+    assert services["web"]["image"] == (
+        "${SIGNUP_REGISTRY:-localhost/signup}/web:${SIGNUP_VERSION:-latest}"
+    )
+
+
+def test_every_variable_compose_passes_is_passed_by_the_stack(stack, compose):
+    missing = {}
+    for name, service in running_services(compose).items():
+        stack_names = set(stack["services"][name].get("environment") or {})
+        for variable in set(service.get("environment") or {}) - COMPOSE_ONLY_VARIABLES:
+            if not {variable, f"{variable}_FILE"} & stack_names:
+                missing.setdefault(name, []).append(variable)
+
+    assert not missing, (
+        "compose.yaml passes these variables and deploy/swarm/stack.yaml does "
+        f"not (add them there, or to the image): {missing}"
+    )
+
+
+def test_variables_in_both_files_have_the_same_defaults():
+    def defaults(path):
+        found = {}
+        for name, value in DEFAULT.findall(path.read_text()):
+            found.setdefault(name, set()).add(value)
+        return found
+
+    in_stack, in_compose = defaults(STACK_FILE), defaults(COMPOSE_FILE)
+    shared = in_stack.keys() & in_compose.keys()
+
+    assert {"SIGNUP_REGISTRY", "SIGNUP_VERSION", "POSTGRES_USER"} <= shared
+    assert {name: in_stack[name] for name in shared} == {
+        name: in_compose[name] for name in shared
+    }
+
+
+def test_the_database_healthcheck_is_the_same_in_both(stack, compose):
+    assert (
+        stack["services"]["db"]["healthcheck"]
+        == (compose["services"]["db"]["healthcheck"])
+    )
+
+
+def test_web_updates_start_first_health_gated_and_roll_back(stack):
+    web = stack["services"]["web"]
+    deploy = web["deploy"]
+    update = deploy["update_config"]
+
+    assert "healthcheck" not in web, "web's healthcheck lives in the image"
+    assert deploy["replicas"] == "${SIGNUP_WEB_REPLICAS:-3}"
+    assert deploy["endpoint_mode"] == "dnsrr"
+    assert update["order"] == "start-first"
+    assert update["failure_action"] == "rollback"
+    assert seconds(update["monitor"]) > web_healthcheck_start_period()
+    assert deploy["rollback_config"]["order"] == "start-first"
+    assert seconds(web["stop_grace_period"]) > gunicorn_graceful_timeout()
+
+
+def test_nginx_is_the_only_public_entry_and_publishes_in_host_mode(stack):
+    published = {
+        name: service.get("ports") for name, service in stack["services"].items()
+    }
+
+    assert published["db"] is None
+    assert published["web"] is None
+    (port,) = published["nginx"]
+    assert port["mode"] == "host"
+    assert port["target"] == 8080
+    assert stack["services"]["nginx"]["networks"] == ["frontend"]
+
+
+def test_the_database_is_pinned_to_a_labelled_node_with_its_volume(stack):
+    db = stack["services"]["db"]
+
+    assert db["deploy"]["placement"]["constraints"] == ["node.labels.signup.db == true"]
+    assert db["deploy"]["update_config"]["order"] == "stop-first"
+    assert "pgdata:/var/lib/postgresql" in db["volumes"]
+    assert db["networks"] == ["backend"]
+    assert stack["networks"]["backend"]["internal"] is True
+    assert stack["volumes"]["pgdata"] in ({}, None)
+
+
+def test_secrets_are_external_files_and_each_service_gets_only_its_own(stack):
+    services = stack["services"]
+    given = {name: sorted(s.get("secrets") or []) for name, s in services.items()}
+
+    assert given == {
+        "db": ["postgres_password"],
+        "web": ["django_secret_key", "postgres_password"],
+        "nginx": [],
+    }
+    for secret in stack["secrets"].values():
+        assert secret["external"] is True
+        assert set(secret) == {"external", "name"}
+    for name, service in services.items():
+        environment = service.get("environment") or {}
+        assert not SECRET_VARIABLES & set(environment), name
+        for variable, value in environment.items():
+            if variable.endswith("_FILE"):
+                secret = value.removeprefix("/run/secrets/")
+                assert secret in given[name], (name, variable)
+
+
+def test_the_stack_file_renders_with_docker_stack_config(tmp_path):
+    docker = shutil.which("docker")
+    if not docker:
+        unavailable("the docker CLI is not installed (apt-get install -y docker.io)")
+    environment = {**site_environment(), "HOME": str(tmp_path)}
+    result = subprocess.run(
+        [docker, "stack", "config", "--compose-file", str(STACK_FILE)],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    rendered = YAML(typ="safe").load(result.stdout)
+    assert rendered["services"]["web"]["deploy"]["replicas"] == 3
+    assert rendered["services"]["web"]["image"] == "localhost/signup/web:latest"
+    assert rendered["services"]["nginx"]["ports"][0]["published"] == 8080
+    assert rendered["secrets"]["postgres_password"]["name"] == (
+        "signup_postgres_password"
+    )

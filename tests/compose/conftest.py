@@ -76,6 +76,7 @@ def docker_engine():
         else "engine already running"
     )
     yield eng
+    engine.remove_test_images()
     eng.stop()
 
 

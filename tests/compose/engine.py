@@ -608,6 +608,14 @@ def compose(
     return result
 
 
+def remove_test_images():
+    """Remove the site's images this run built (tagged TEST_IMAGE_VERSION)."""
+    for service in ("web", "nginx"):
+        image = f"localhost/signup/{service}:{TEST_IMAGE_VERSION}"
+        if image_exists(image):
+            docker("image", "rm", image, check=False)
+
+
 def fresh_clone(destination):
     """Copy what a clone holds: tracked and new files that are not ignored
     (so no .env, no .venv, no collected static files)."""

@@ -328,7 +328,8 @@ def test_generated_secrets_appear_in_no_image_log_or_response(stack):
 
     places = {"logs": stack("logs", "--no-color").stdout}
     for service in ("web", "nginx"):
-        image = f"{stack.project.name}-{service}"
+        (container, *_) = stack.container_ids(service)
+        image = inspect(container, "Config.Image")
         places[f"{image} history"] = engine.docker(
             "history", "--no-trunc", "--format", "{{.CreatedBy}}", image
         ).stdout

@@ -18,6 +18,7 @@ from tests.support.ci import unavailable
 from tests.support.commands import site_environment
 
 ROOT = Path(__file__).resolve().parents[2]
+ENV_EXAMPLE = ROOT / ".env.example"
 STACK_FILE = ROOT / "deploy" / "swarm" / "stack.yaml"
 COMPOSE_FILE = ROOT / "compose.yaml"
 DOCKERFILE = ROOT / "docker" / "Dockerfile"
@@ -109,6 +110,21 @@ def test_variables_in_both_files_have_the_same_defaults():
     assert {"SIGNUP_REGISTRY", "SIGNUP_VERSION", "POSTGRES_USER"} <= shared
     assert {name: in_stack[name] for name in shared} == {
         name: in_compose[name] for name in shared
+    }
+
+
+def test_the_stack_defaults_are_those_of_env_example():
+    documented = dict(
+        line.split("=", 1)
+        for line in ENV_EXAMPLE.read_text().splitlines()
+        if re.match(r"[A-Z_]+=", line)
+    )
+    defaults = dict(DEFAULT.findall(STACK_FILE.read_text()))
+    stack_only = {"SIGNUP_WEB_REPLICAS", "SIGNUP_DB_REPLICAS", "SIGNUP_SECRET_PREFIX"}
+
+    assert defaults.keys() - documented.keys() == stack_only
+    assert {name: defaults[name] for name in defaults.keys() - stack_only} == {
+        name: documented[name] for name in defaults.keys() - stack_only
     }
 
 

@@ -20,6 +20,7 @@ SECTION_ORDER = [
     "Run the tests",
     "Scaling",
     "Deploy behind TLS",
+    "Beyond one machine",
     "Backup and restore",
     "Troubleshooting",
     "Architecture",
@@ -104,6 +105,9 @@ def test_documented_commands_exist():
         assert command in README
     assert "\n  backup:\n" in compose
     assert "\n  restore:\n" in compose
+    assert "docker stack deploy -c deploy/swarm/stack.yaml signup" in README
+    assert (ROOT / "deploy" / "swarm" / "stack.yaml").is_file()
+    assert "docker compose build\ndocker compose push" in README
     assert "python manage.py export_signups" in README
     assert (
         ROOT / "accounts" / "management" / "commands" / "export_signups.py"

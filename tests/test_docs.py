@@ -119,6 +119,7 @@ def variables_the_stack_reads():
     patterns = {
         "compose.yaml": r"(?<!\$)\$\{([A-Z][A-Z0-9_]*)",
         "compose.dev.yaml": r"(?<!\$)\$\{([A-Z][A-Z0-9_]*)",
+        "deploy/swarm/stack.yaml": r"(?<!\$)\$\{([A-Z][A-Z0-9_]*)",
         "signup_site/configuration.py": (
             r"\.(?:string|boolean|integer|secret|host_list)\(\s*\"([A-Z][A-Z0-9_]*)\""
         ),

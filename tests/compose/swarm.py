@@ -214,14 +214,12 @@ class Stack:
         docker("service", "scale", "--detach", f"{self.service(short)}={replicas}")
 
     def update_image(self, short, image):
+        self.update(short, "--image", image)
+
+    def update(self, short, *options):
+        """`docker service update OPTIONS` of SHORT, without waiting."""
         docker(
-            "service",
-            "update",
-            "--detach",
-            "--image",
-            image,
-            self.service(short),
-            timeout=120,
+            "service", "update", "--detach", *options, self.service(short), timeout=120
         )
 
     def sql(self, query):

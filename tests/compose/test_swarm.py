@@ -10,6 +10,7 @@ The postgres stand-in replaces the official image (stack.standins.yaml), as
 compose.standins.yaml does for Compose.
 """
 
+import itertools
 import json
 import os
 import re
@@ -425,6 +426,38 @@ def test_a_web_task_killed_by_pid_is_replaced_and_no_confirmed_signup_is_lost(
     (old,) = [t for t in stopped if t["ID"] == victim["ID"]]
     assert old["Status"]["ContainerStatus"]["ExitCode"] == 128 + signal.SIGKILL
     assert load.confirmed, load.summary()
+    assert site.emails_stored(load.confirmed) == set(load.confirmed)
+
+
+def test_an_nginx_update_is_a_short_gap_then_the_site_serves_again(site, report_figure):
+    stack = site.stack
+    (before,) = stack.running_tasks("nginx")
+
+    with traffic.Traffic(site.base) as load:
+        time.sleep(2)
+        started = time.monotonic()
+        stack.update("nginx", "--force")
+        wait_for(
+            lambda: [
+                t for t in stack.running_tasks("nginx") if t["ID"] != before["ID"]
+            ],
+            timeout=120,
+            message="a new nginx task",
+        )
+        site.first_200(timeout=60)
+        took = time.monotonic() - started
+        time.sleep(2)
+
+    failed = load.failures
+    answered = sorted(o.at for o in load.outcomes if o.ok)
+    gap = max(later - earlier for earlier, later in itertools.pairwise(answered))
+    report_figure(
+        f"swarm: nginx replaced (stop-first) in {took:.1f} s; no answer for "
+        f"{gap:.1f} s; {load.summary()}"
+    )
+    # Refused or dropped connections while no nginx listens; no error page.
+    assert all(o.status is None for o in failed), failed[:5]
+    assert load.outcomes[-1].ok
     assert site.emails_stored(load.confirmed) == set(load.confirmed)
 
 

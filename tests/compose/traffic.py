@@ -28,6 +28,7 @@ class Outcome:
     status: int | None  # None: no response at all
     ok: bool
     detail: str = ""
+    at: float = field(default_factory=time.monotonic)  # when it ended
 
 
 def signup(base, email, name="Swarm Test"):

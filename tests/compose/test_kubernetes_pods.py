@@ -132,7 +132,8 @@ def site_images(compose_project, docker_names):
         label="k8simages",
         env={
             **site_environment(),
-            "SIGNUP_REGISTRY": f"signup-test/{docker_names.prefix}",
+            # A localhost/ name: no registry serves it, and it is this test's own.
+            "SIGNUP_REGISTRY": f"localhost/{docker_names.prefix}",
             "SIGNUP_VERSION": "test",
         },
         standins=not OFFICIAL,

@@ -133,9 +133,9 @@ def test_every_push_and_pull_request_runs_the_readmes_test_command():
     assert "pull_request" in workflow["on"]
     assert workflow["on"]["push"]["branches"] == ["**"]
     assert "`.ci/run`" in readme
-    assert [step["run"] for step in steps_of(job) if "run" in step][
-        -1
-    ] == "bash .ci/run"
+    runs = [step["run"] for step in steps_of(job) if "run" in step]
+    assert runs[-2:] == ["bash .ci/github-machine", "bash .ci/run"]
+    assert (PROJECT_ROOT / ".ci" / "github-machine").is_file()
     assert job["env"]["SIGNUP_TEST_IMAGES"] == "official"
     assert job["permissions"] == {"contents": "read"}
     assert "if" not in job

@@ -57,13 +57,13 @@ def pod_specs(tmp_path):
     root = tmp_path / "kubernetes"
     root.mkdir()
     k8s.copy_manifests(root)
-    overlay = root / k8s.OVERLAYS[0]
+    overlay = root / k8s.EXAMPLE
     (overlay / "database.env").write_text(
         f"POSTGRES_HOST={DATABASE_HOST}\nPOSTGRES_PORT=5432\n"
         "POSTGRES_USER=signup\nPOSTGRES_DB=signup\n"
     )
     (overlay / "secrets" / "postgres-password").write_text(DATABASE_PASSWORD)
-    objects = k8s.render(kubectl, root, k8s.OVERLAYS[0])
+    objects = k8s.render(kubectl, root, k8s.EXAMPLE)
     sources = {}
     for config_map in k8s.of_kind(objects, "ConfigMap"):
         sources[config_map["metadata"]["name"]] = config_map["data"]

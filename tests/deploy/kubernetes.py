@@ -27,6 +27,8 @@ OVERLAYS = sorted(
     path.parent.relative_to(KUBERNETES_DIR)
     for path in (KUBERNETES_DIR / "overlays").glob("*/kustomization.yaml")
 )
+# The overlay the README's commands apply.
+EXAMPLE = Path("overlays") / "example"
 KUBECTL = "kubectl"
 # Kubernetes versions the rendered objects must be valid for: the oldest one
 # the manifests claim (native preStop sleep is on by default from 1.30) and

@@ -18,9 +18,7 @@ from tests.deploy import kubernetes as k8s
 from tests.support.commands import PROJECT_ROOT, site_environment
 
 DIRECTORIES = [k8s.BASE, *k8s.OVERLAYS]
-EXAMPLE = k8s.KUBERNETES_DIR.joinpath("overlays", "example").relative_to(
-    k8s.KUBERNETES_DIR
-)
+EXAMPLE = k8s.EXAMPLE
 RULES = {
     "security": k8s.security_problems,
     "resources": k8s.resource_problems,

@@ -94,7 +94,7 @@ def cluster_like_nginx(tmp_path_factory):
         unavailable(f"{NGINX_BINARY} is missing (apt-get install nginx)")
     kubectl = k8s.kubectl_or_unavailable()
     root = k8s.copy_manifests(tmp_path_factory.mktemp("kubernetes"))
-    objects = k8s.render(kubectl, root, k8s.OVERLAYS[0])
+    objects = k8s.render(kubectl, root, k8s.EXAMPLE)
     pod = k8s.named(objects, "Deployment", "nginx")["spec"]["template"]["spec"]
     env = k8s.expand_env(pod["containers"][0]["env"], **{"metadata.namespace": "shop"})
     host = env["NGINX_UPSTREAM"].rsplit(":", 1)[0]

@@ -209,7 +209,7 @@ def published_name(owner_and_repository, target, output):
 
 def test_the_published_names_are_lower_case_and_the_ones_the_overlay_runs(tmp_path):
     output = tmp_path / "github-output"
-    kustomization = k8s.kustomization(Path("overlays") / "example")
+    kustomization = k8s.kustomization(k8s.EXAMPLE)
     overlay_names = {image["newName"] for image in kustomization["images"]}
 
     assert (

@@ -5,7 +5,7 @@ container registry is reachable.
 - ``get_engine()`` uses the engine that answers ``docker info``; failing that,
   as root, it starts ``dockerd`` in the background and stops it again (by pid)
   in ``Engine.stop()``.
-- ``ensure_base_image()`` makes ``debian:bookworm-slim`` offline with
+- ``ensure_base_image()`` makes ``debian:trixie-slim`` offline with
   debootstrap from the machine's own Debian mirror when the image is absent.
 - ``build_standins()`` builds stand-ins for the official postgres, nginx and
   python images from that base (``tests/compose/standins``); the host's extra
@@ -39,16 +39,20 @@ PROJECT_ROOT = HERE.parents[1]
 STANDINS_DIR = HERE / "standins"
 STANDINS_OVERRIDE = HERE / "compose.standins.yaml"
 
-BASE_IMAGE = "debian:bookworm-slim"
-DEBIAN_SUITE = "bookworm"
+# The stand-ins come from the newest Debian release (not testing): its
+# Python, PostgreSQL and nginx are the closest released packages to the
+# official images' versions. The tags name the suite, so images built from
+# another release never answer to these names.
+DEBIAN_SUITE = "trixie"
+BASE_IMAGE = f"debian:{DEBIAN_SUITE}-slim"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 HOST_CA_DIR = Path("/usr/local/share/ca-certificates")
 
-# name -> image tag; built in this order (all FROM debian:bookworm-slim).
+# name -> image tag; built in this order (all FROM BASE_IMAGE).
 STANDIN_IMAGES = {
-    "postgres": "signup-standin/postgres:test",
-    "nginx": "signup-standin/nginx:test",
-    "python": "signup-standin/python:test",
+    "postgres": f"signup-standin/postgres:{DEBIAN_SUITE}",
+    "nginx": f"signup-standin/nginx:{DEBIAN_SUITE}",
+    "python": f"signup-standin/python:{DEBIAN_SUITE}",
 }
 
 # The tag of the site's images built by this test run (compose.yaml's
@@ -351,8 +355,14 @@ def debian_mirror():
 
 
 def debian_security_mirror():
-    for uri, suites in _apt_sources():
+    """The security mirror of the machine's apt sources. The machine may run
+    an older release than DEBIAN_SUITE: any ``*-security`` suite names it."""
+    sources = _apt_sources()
+    for uri, suites in sources:
         if f"{DEBIAN_SUITE}-security" in suites:
+            return uri.rstrip("/")
+    for uri, suites in sources:
+        if any(suite.endswith("-security") for suite in suites):
             return uri.rstrip("/")
     return None
 
@@ -413,7 +423,7 @@ path-exclude /usr/share/man/*
 
 
 def ensure_base_image(timeout=DEBOOTSTRAP_TIMEOUT):
-    """Make ``debian:bookworm-slim`` offline if absent; True if made here."""
+    """Make BASE_IMAGE offline if absent; True if made here."""
     if image_exists(BASE_IMAGE):
         return False
     debootstrap = shutil.which("debootstrap")

@@ -2,10 +2,15 @@
 Fixtures for the tests that drive a real Docker engine and Compose v2.
 
 ``docker_engine`` (session): an engine that answers (dockerd started here if
-needed, and stopped again by pid), the offline ``debian:bookworm-slim`` base
-and the stand-in images. When any of that is missing the engine tests fail
-under CI=true (CI must not silently skip them) and are skipped elsewhere, with
-the reason.
+needed, and stopped again by pid) and the images ``SIGNUP_TEST_IMAGES``
+selects (``tests/compose/images.py``): by default the offline Debian base and
+the stand-in images; with ``official``, the official images, pulled. When any
+of that is missing the engine tests fail under CI=true (CI must not silently
+skip them) and are skipped elsewhere, with the reason. A value of
+``SIGNUP_TEST_IMAGES`` that names no image set fails them everywhere.
+
+With the official images, the tests of the stand-ins themselves (marker
+``standins``) are deselected: there are no stand-ins to test.
 """
 
 import os
@@ -15,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.compose import engine, registry
+from tests.compose import engine, images, registry
 from tests.support.ci import unavailable
 
 HERE = Path(__file__).resolve().parent
@@ -34,8 +39,24 @@ def _engine_unavailable(reason):
     unavailable(f"Docker engine tests did not run: {reason}")
 
 
+def _selected_images():
+    try:
+        return images.selected()
+    except images.UnknownImageSet as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config, items):
+    try:
+        selection = images.selected()
+    except images.UnknownImageSet:
+        selection = None  # the docker_engine fixture fails with the reason
+    if selection == images.OFFICIAL:
+        standin_tests = [item for item in items if item.get_closest_marker("standins")]
+        if standin_tests:
+            config.hook.pytest_deselected(items=standin_tests)
+            items[:] = [item for item in items if item not in standin_tests]
     for item in items:
         if item.get_closest_marker("engine") and HERE in item.path.parents:
             marker = item.get_closest_marker("timeout")
@@ -56,20 +77,23 @@ def pytest_terminal_summary(terminalreporter):
     if _setup_report:
         parts = ", ".join(f"{k} {v} s" for k, v in _setup_report["seconds"].items())
         terminalreporter.write_line(
-            f"docker engine setup ({_setup_report['engine']}): {parts}"
+            f"docker engine setup ({_setup_report['engine']}, "
+            f"{images.VARIABLE}={_setup_report['images']}): {parts}"
         )
 
 
 @pytest.fixture(scope="session")
 def docker_engine():
-    """The engine (an ``engine.Engine``), with the base and stand-in images."""
+    """The engine (an ``engine.Engine``), with the selected images."""
+    selection = _selected_images()
     started = time.monotonic()
     try:
-        eng, timings = engine.prepare()
+        eng, timings = images.prepare(selection)
     except engine.EngineUnavailable as exc:
         _engine_unavailable(str(exc))
     timings["total"] = round(time.monotonic() - started, 1)
     _setup_report["seconds"] = timings
+    _setup_report["images"] = selection
     _setup_report["engine"] = (
         f"dockerd pid {eng.process.pid} started here"
         if eng.started_here
@@ -100,8 +124,9 @@ def compose_project(docker_engine, run_prefix):
     """Factory of Compose projects with unique names, each ``down -v``'d after.
 
     ``compose_project(*files, label=..., env=..., cwd=..., standins=True)``;
-    FILES default to the project's compose.yaml, and
-    the stand-ins override is layered on top unless ``standins=False``. ENV is
+    FILES default to the project's compose.yaml, and the stand-ins override is
+    layered on top when the stand-ins are selected, unless ``standins=False``
+    (with the official images there is never an override). ENV is
     the complete environment Compose sees (default os.environ, which under
     pytest-django holds the test settings' POSTGRES_* values). Call the result with
     compose arguments: ``project("up", "--wait")``.
@@ -109,12 +134,12 @@ def compose_project(docker_engine, run_prefix):
     projects = []
 
     def make(*files, label="stack", env=None, cwd=None, standins=True):
-        files = [Path(f) for f in files] or [engine.PROJECT_ROOT / "compose.yaml"]
+        files = tuple(files) or (engine.PROJECT_ROOT / "compose.yaml",)
         if standins:
-            files.append(engine.STANDINS_OVERRIDE)
+            files = images.compose_files(*files)
         project = engine.ComposeProject(
             name=f"{run_prefix}-{label}-{len(projects)}",
-            files=tuple(files),
+            files=tuple(Path(f) for f in files),
             env=env,
             cwd=cwd,
         )

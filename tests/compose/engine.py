@@ -712,17 +712,19 @@ class DockerNames:
         return left
 
 
-def prepare():
-    """Engine + base image + stand-ins; return (engine, {step: seconds})."""
+def prepare(*, standins=True):
+    """Engine, plus (with STANDINS) the base image and the stand-ins; return
+    (engine, {step: seconds})."""
     timings = {}
     started = time.monotonic()
     engine = get_engine()
     timings["engine"] = round(time.monotonic() - started, 1)
     try:
-        started = time.monotonic()
-        ensure_base_image()
-        timings["base_image"] = round(time.monotonic() - started, 1)
-        timings.update(build_standins())
+        if standins:
+            started = time.monotonic()
+            ensure_base_image()
+            timings["base_image"] = round(time.monotonic() - started, 1)
+            timings.update(build_standins())
         compose_binary()
     except BaseException:
         engine.stop()

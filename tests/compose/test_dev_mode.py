@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from tests.compose import engine
+from tests.compose import engine, images
 from tests.support.commands import site_environment
 
 pytestmark = pytest.mark.engine
@@ -124,7 +124,7 @@ def run_in_both_modes(dev, clone, env, up):
     )
     normal = engine.ComposeProject(
         name=dev.name,
-        files=(clone / "compose.yaml", engine.STANDINS_OVERRIDE),
+        files=images.compose_files(clone / "compose.yaml"),
         env=env,
         cwd=clone,
     )

@@ -3,9 +3,11 @@ The way users run the project, in a real Docker engine: `docker compose up`
 on a fresh clone with no .env, the site on port 8080, `bootstrap` through
 `docker compose exec`, the admin, scaling, and data that survives `down`.
 
-The official images cannot be pulled on the test machines, so
-compose.standins.yaml swaps in stand-ins built from Debian packages; the
-site's own images are built from docker/Dockerfile as a user would build them.
+The images are those SIGNUP_TEST_IMAGES selects (tests/compose/images.py): by
+default stand-ins built from Debian packages, swapped in by
+compose.standins.yaml for machines that reach no registry; with ``official``,
+the official images, pulled. The site's own images are built from
+docker/Dockerfile as a user would build them.
 """
 
 import json
@@ -21,7 +23,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.compose import engine
+from tests.compose import engine, images
 from tests.support.ci import running_in_ci
 from tests.support.commands import site_environment
 from tests.support.postgres import free_port
@@ -108,7 +110,7 @@ def stack(docker_engine, run_prefix, tmp_path_factory):
     env.pop("DJANGO_SETTINGS_MODULE")
     project = engine.ComposeProject(
         name=f"{run_prefix}-stack",
-        files=(clone / "compose.yaml", engine.STANDINS_OVERRIDE),
+        files=images.compose_files(clone / "compose.yaml"),
         env=env,
         cwd=clone,
     )

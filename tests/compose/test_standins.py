@@ -17,7 +17,11 @@ import requests
 
 from tests.compose import engine
 
-pytestmark = [pytest.mark.engine, pytest.mark.usefixtures("docker_engine")]
+pytestmark = [
+    pytest.mark.engine,
+    pytest.mark.standins,
+    pytest.mark.usefixtures("docker_engine"),
+]
 
 POSTGRES = engine.STANDIN_IMAGES["postgres"]
 NGINX = engine.STANDIN_IMAGES["nginx"]

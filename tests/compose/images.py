@@ -1,0 +1,140 @@
+"""
+Which images the Compose tests run, chosen by one environment variable:
+
+- ``SIGNUP_TEST_IMAGES=standins`` (the default): stand-ins built offline from
+  Debian packages (``engine.build_standins``) and selected by the test-only
+  override ``compose.standins.yaml``; for machines that reach no registry.
+- ``SIGNUP_TEST_IMAGES=official``: the images ``compose.yaml`` and
+  ``docker/Dockerfile`` name, pulled from a registry, with no override and no
+  debootstrap or stand-in build: the stack exactly as it ships (hosted CI).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import time
+from pathlib import Path
+
+from tests.compose import engine
+
+VARIABLE = "SIGNUP_TEST_IMAGES"
+STANDINS = "standins"
+OFFICIAL = "official"
+CHOICES = (STANDINS, OFFICIAL)
+
+PULL_TIMEOUT = 900
+
+
+class UnknownImageSet(ValueError):
+    """SIGNUP_TEST_IMAGES names no image set; a typo must not run the wrong one."""
+
+
+class PullFailed(engine.EngineUnavailable):
+    """An official image could not be pulled; the message says which and why."""
+
+
+def selected(environ=None):
+    """The image set the environment asks for: STANDINS or OFFICIAL."""
+    environ = os.environ if environ is None else environ
+    value = environ.get(VARIABLE, "").strip().lower() or STANDINS
+    if value not in CHOICES:
+        raise UnknownImageSet(
+            f"{VARIABLE}={environ[VARIABLE]!r} is not one of "
+            f"{', '.join(CHOICES)} (unset, it means {STANDINS})"
+        )
+    return value
+
+
+def compose_files(*files, selection=None):
+    """FILES (the project's compose files), plus the stand-ins override when
+    the stand-ins are selected; the official images need no override."""
+    selection = selection or selected()
+    files = tuple(Path(f) for f in files)
+    if selection == STANDINS:
+        return (*files, engine.STANDINS_OVERRIDE)
+    return files
+
+
+def _dockerfile_base_images(dockerfile, build_args):
+    """The images FROM lines of DOCKERFILE name, ARG defaults (or BUILD_ARGS)
+    substituted; stages built from an earlier stage are left out."""
+    text = Path(dockerfile).read_text()
+    defaults = dict(re.findall(r"^ARG\s+(\w+)=(\S+)", text, flags=re.MULTILINE))
+    defaults.update(build_args or {})
+    stages, bases = set(), []
+    for base, stage in re.findall(
+        r"^FROM\s+(\S+)(?:\s+AS\s+(\S+))?", text, flags=re.MULTILINE | re.IGNORECASE
+    ):
+        base = re.sub(r"\$\{?(\w+)\}?", lambda m: defaults.get(m[1], m[0]), base)
+        if base not in stages:
+            bases.append(base)
+        if stage:
+            stages.add(stage)
+    return bases
+
+
+def official_images(compose_file=None):
+    """Every image the stack pulls, in first-use order: what its services run
+    (all profiles) and what its builds start FROM, as the project names them."""
+    compose_file = Path(compose_file or engine.PROJECT_ROOT / "compose.yaml")
+    result = subprocess.run(
+        [
+            *(str(engine.compose_binary()), "--file", str(compose_file)),
+            *("--profile", "*", "config", "--format", "json", "--no-interpolate"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=compose_file.parent,
+        check=True,
+    )
+    images = []
+    for service in json.loads(result.stdout)["services"].values():
+        build = service.get("build")
+        if build:
+            dockerfile = Path(build["context"]) / build.get("dockerfile", "Dockerfile")
+            images += _dockerfile_base_images(dockerfile, build.get("args"))
+        else:
+            images.append(service["image"])
+    return list(dict.fromkeys(images))
+
+
+def pull(images, timeout=PULL_TIMEOUT):
+    """``docker pull`` each of IMAGES; return {image: seconds}.
+
+    Raise PullFailed, naming the image and the engine's reason, at the first
+    one that cannot be pulled."""
+    timings = {}
+    for image in images:
+        started = time.monotonic()
+        try:
+            result = engine.docker("pull", image, check=False, timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            raise PullFailed(
+                f"{VARIABLE}={OFFICIAL}: docker pull {image} took over {timeout} s"
+            ) from exc
+        if result.returncode != 0:
+            reason = engine._tail(result.stderr or result.stdout, 5)
+            raise PullFailed(
+                f"{VARIABLE}={OFFICIAL} runs the official images, but "
+                f"docker pull {image} failed (no registry reachable?): {reason}"
+            )
+        timings[f"pull {image}"] = round(time.monotonic() - started, 1)
+    return timings
+
+
+def prepare(selection=None):
+    """The engine and the selected images; return (engine, {step: seconds})."""
+    selection = selection or selected()
+    if selection == STANDINS:
+        return engine.prepare()
+    eng, timings = engine.prepare(standins=False)
+    try:
+        timings.update(pull(official_images()))
+    except BaseException:
+        eng.stop()
+        raise
+    return eng, timings

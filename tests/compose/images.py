@@ -27,6 +27,9 @@ CHOICES = (STANDINS, OFFICIAL)
 
 PULL_TIMEOUT = 900
 
+README = engine.PROJECT_ROOT / "README.md"
+VERSIONS_HEADING = "### Images the Compose tests run"
+
 
 class UnknownImageSet(ValueError):
     """SIGNUP_TEST_IMAGES names no image set; a typo must not run the wrong one."""
@@ -138,3 +141,14 @@ def prepare(selection=None):
         eng.stop()
         raise
     return eng, timings
+
+
+def documented_versions(readme=README):
+    """{image the project names: stand-in version}, from the README's table
+    under VERSIONS_HEADING (rows like ``| `postgres:18` | PostgreSQL 17 |``)."""
+    text = Path(readme).read_text()
+    if VERSIONS_HEADING not in text:
+        raise LookupError(f"{readme} has no section {VERSIONS_HEADING!r}")
+    section = text.split(VERSIONS_HEADING, 1)[1].split("\n#", 1)[0]
+    rows = re.findall(r"^\| `([^`]+)` \| ([^|]+?) \|$", section, flags=re.MULTILINE)
+    return dict(rows)

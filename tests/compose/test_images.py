@@ -142,6 +142,18 @@ def test_official_images_deselect_the_standin_tests():
     assert "deselected" in with_official
 
 
+def test_the_readme_names_the_images_the_project_names():
+    assert list(images.documented_versions()) == images.official_images()
+
+
+def test_the_compose_tests_run_the_python_minor_version_of_the_web_image():
+    python_image = next(
+        image for image in images.official_images() if image.startswith("python:")
+    )
+    minor = re.match(r"python:(\d+\.\d+)", python_image)[1]
+    assert images.documented_versions()[python_image] == f"Python {minor}"
+
+
 def test_the_standins_are_built_from_the_named_debian_release():
     suite = engine.DEBIAN_SUITE
     assert f"debian:{suite}-slim" == engine.BASE_IMAGE

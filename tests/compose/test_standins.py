@@ -15,7 +15,7 @@ import psycopg
 import pytest
 import requests
 
-from tests.compose import engine
+from tests.compose import engine, images
 
 pytestmark = [
     pytest.mark.engine,
@@ -302,6 +302,32 @@ def test_postgres_refuses_to_start(docker_names, env, mount_at, message):
     result = docker(*args, POSTGRES, check=False, timeout=60)
     assert result.returncode != 0
     assert message in result.stdout + result.stderr
+
+
+# --------------------------------------------------------------------------
+# versions
+
+# stand-in -> (command, what it prints, the README's way to name it)
+VERSION_PROBES = {
+    "postgres": (("postgres", "--version"), r"\(PostgreSQL\) (\d+)\.", "PostgreSQL {}"),
+    "python": (("python", "--version"), r"^Python (\d+\.\d+)\.", "Python {}"),
+    "nginx": (("nginx", "-v"), r"nginx/(\d+\.\d+)\.", "nginx {}"),
+}
+
+
+def test_the_standins_run_the_versions_the_readme_names(docker_names):
+    documented = images.documented_versions()
+    assert len(documented) == len(VERSION_PROBES)
+    for official, version in documented.items():
+        name = official.partition(":")[0]
+        command, pattern, shown = VERSION_PROBES[name]
+        result = docker(
+            *("run", "--rm", "--name", docker_names.container(f"version-{name}")),
+            *("--entrypoint", command[0], engine.STANDIN_IMAGES[name], *command[1:]),
+        )
+        found = re.search(pattern, result.stdout + result.stderr, flags=re.MULTILINE)
+        assert found, (name, result.stdout + result.stderr)
+        assert shown.format(found[1]) == version, official
 
 
 # --------------------------------------------------------------------------

@@ -94,6 +94,9 @@ def test_dev_mode_reloads_changes_has_debug_on_and_keeps_the_data(
     try:
         run_in_both_modes(dev, clone, env, up)
     finally:
+        # Shown by pytest only if the test failed: why a service was unhealthy.
+        logs = dev("logs", "--no-color", "--tail", "200", check=False)
+        print(logs.stdout[-20000:])
         # The fixture's `down` leaves the image built here; it goes too.
         dev("down", "--volumes", "--rmi", "local", check=False, timeout=300)
 

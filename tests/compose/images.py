@@ -24,6 +24,8 @@ VARIABLE = "SIGNUP_TEST_IMAGES"
 STANDINS = "standins"
 OFFICIAL = "official"
 CHOICES = (STANDINS, OFFICIAL)
+# The official images the stand-ins replace, by repository name.
+BASE_NAMES = ("postgres", "python", "nginx")
 
 PULL_TIMEOUT = 900
 
@@ -103,6 +105,17 @@ def official_images(compose_file=None):
         else:
             images.append(service["image"])
     return list(dict.fromkeys(images))
+
+
+def image_for(name, selection=None):
+    """What runs in place of the official image NAME (one of BASE_NAMES): that
+    image as the project names it, or its stand-in."""
+    if (selection or selected()) == STANDINS:
+        return engine.STANDIN_IMAGES[name]
+    for image in official_images():
+        if image.partition(":")[0] == name:
+            return image
+    raise LookupError(f"the project names no {name} image")
 
 
 def pull(images, timeout=PULL_TIMEOUT):

@@ -13,11 +13,20 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.compose import images
 from tests.compose.engine import PROJECT_ROOT, EngineUnavailable, docker
 
 STACK_FILE = PROJECT_ROOT / "deploy" / "swarm" / "stack.yaml"
 STACK_STANDINS = Path(__file__).resolve().parent / "stack.standins.yaml"
 DB_NODE_LABEL = "signup.db"
+
+
+def stack_files():
+    """The stack file, plus the stand-ins override when the stand-ins are
+    selected (SIGNUP_TEST_IMAGES); the official postgres image needs none."""
+    if images.selected() == images.STANDINS:
+        return (STACK_FILE, STACK_STANDINS)
+    return (STACK_FILE,)
 
 
 class SwarmUnavailable(EngineUnavailable):

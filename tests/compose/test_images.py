@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from tests.compose import engine, images
+from tests.compose import engine, images, swarm
 from tests.support.ci import unavailable
 
 
@@ -64,6 +64,27 @@ def test_official_images_get_no_override():
 
 def test_the_official_images_are_those_the_project_names():
     assert images.official_images() == ["postgres:18", "python:3.13-slim", "nginx:1.30"]
+
+
+@pytest.mark.parametrize(
+    ("selection", "expected"),
+    [
+        (images.OFFICIAL, ["postgres:18", "python:3.13-slim", "nginx:1.30"]),
+        (images.STANDINS, [engine.STANDIN_IMAGES[n] for n in images.BASE_NAMES]),
+    ],
+)
+def test_what_runs_in_place_of_each_official_image(selection, expected):
+    found = [images.image_for(name, selection) for name in images.BASE_NAMES]
+    assert found == expected
+
+
+def test_the_swarm_stack_gets_the_standins_override_only_with_the_standins(
+    monkeypatch,
+):
+    monkeypatch.setenv("SIGNUP_TEST_IMAGES", "official")
+    assert swarm.stack_files() == (swarm.STACK_FILE,)
+    monkeypatch.setenv("SIGNUP_TEST_IMAGES", "standins")
+    assert swarm.stack_files() == (swarm.STACK_FILE, swarm.STACK_STANDINS)
 
 
 def test_the_official_run_pulls_and_never_builds(monkeypatch):

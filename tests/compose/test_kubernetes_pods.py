@@ -21,7 +21,7 @@ import time
 import pytest
 import requests
 
-from tests.compose import engine
+from tests.compose import engine, images
 from tests.deploy import kubernetes as k8s
 from tests.support.commands import site_environment
 
@@ -30,8 +30,6 @@ pytestmark = pytest.mark.engine
 NAMESPACE = "shop"
 DATABASE_HOST = "postgres.shop-db.example"
 DATABASE_PASSWORD = "k8s pod test password"
-OFFICIAL = os.environ.get("SIGNUP_TEST_IMAGES") == "official"
-POSTGRES_IMAGE = "postgres:18" if OFFICIAL else engine.STANDIN_IMAGES["postgres"]
 
 
 def wait_until(condition, *, timeout, what, container):
@@ -136,16 +134,15 @@ def site_images(compose_project, docker_names):
             "SIGNUP_REGISTRY": f"localhost/{docker_names.prefix}",
             "SIGNUP_VERSION": "test",
         },
-        standins=not OFFICIAL,
     )
     project("build", "web", "nginx", timeout=900)
     services = json.loads(project("config", "--format", "json").stdout)["services"]
-    images = {
+    built = {
         name: services[name].get("image", f"{project.name}-{name}")
         for name in ("web", "nginx")
     }
-    docker_names.images.extend(images.values())
-    return images
+    docker_names.images.extend(built.values())
+    return built
 
 
 def test_the_images_run_as_the_kubernetes_pods_run_them(
@@ -159,7 +156,7 @@ def test_the_images_run_as_the_kubernetes_pods_run_them(
         *("--network-alias", DATABASE_HOST),
         *("--env", "POSTGRES_USER=signup", "--env", "POSTGRES_DB=signup"),
         *("--env", f"POSTGRES_PASSWORD={DATABASE_PASSWORD}"),
-        POSTGRES_IMAGE,
+        images.image_for("postgres"),
     )
 
     web_pod, sources = pod_specs["web"]

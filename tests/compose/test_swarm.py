@@ -6,8 +6,10 @@ registry (Debian's docker-registry on loopback), the local tags dropped, and
 pulling them back. One stack serves the whole module; the tests run in order
 (deploy, scale, rolling update, failed update, killed task, stack rm).
 
-The postgres stand-in replaces the official image (stack.standins.yaml), as
-compose.standins.yaml does for Compose.
+With the stand-ins (SIGNUP_TEST_IMAGES, tests/compose/images.py), the postgres
+stand-in, pushed to the loopback registry too, replaces the official image
+(stack.standins.yaml), as compose.standins.yaml does for Compose; with the
+official images, the swarm pulls postgres as the stack file names it.
 """
 
 import itertools
@@ -23,6 +25,7 @@ import pytest
 import requests
 
 from tests.compose import engine, swarm, traffic
+from tests.compose.images import STANDINS, compose_files, selected
 from tests.compose.swarm import Stack, wait_for
 from tests.support.ci import unavailable
 from tests.support.commands import site_environment
@@ -79,7 +82,7 @@ def images(docker_engine, loopback_registry, run_prefix):
     env.pop("DJANGO_SETTINGS_MODULE")
     project = engine.ComposeProject(
         name=f"{run_prefix}-swarm-images",
-        files=(engine.PROJECT_ROOT / "compose.yaml", engine.STANDINS_OVERRIDE),
+        files=compose_files(engine.PROJECT_ROOT / "compose.yaml"),
         env=env,
     )
     web = f"{prefix}/web"
@@ -98,10 +101,11 @@ def images(docker_engine, loopback_registry, run_prefix):
             )
             engine.docker("build", "--tag", tag, "-", input=dockerfile, timeout=300)
             engine.docker("push", tag, timeout=300)
-        db = f"{prefix}/postgres-standin:test"
-        tags.append(db)
-        engine.docker("tag", engine.STANDIN_IMAGES["postgres"], db)
-        engine.docker("push", db, timeout=600)
+        if selected() == STANDINS:
+            db = f"{prefix}/postgres-standin:test"
+            tags.append(db)
+            engine.docker("tag", engine.STANDIN_IMAGES["postgres"], db)
+            engine.docker("push", db, timeout=600)
         assert loopback_registry.tags("signup/web") == sorted(
             [FIRST_VERSION, NEXT_VERSION, BROKEN_VERSION]
         )
@@ -176,7 +180,7 @@ def site(single_node_swarm, images, run_prefix, report_figure):
         "django_secret_key": secrets.token_urlsafe(50),
         "postgres_password": secrets.token_urlsafe(24),
     }
-    stack = Stack(name, env, files=(swarm.STACK_FILE, swarm.STACK_STANDINS))
+    stack = Stack(name, env, files=swarm.stack_files())
     made = []
     try:
         for key, value in secret_values.items():

@@ -310,6 +310,16 @@ class TargetSpec:
         return self.kind + (f" ({', '.join(extras)})" if extras else "")
 
 
+@dataclass
+class DirectTarget:
+    """What owner.time_path needs of a target, pointing at gunicorn; its
+    access log has the same request and status fields as nginx's."""
+
+    url: str
+    host: str
+    nginx_access_log: Path
+
+
 class Target:
     """One target: gunicorn serving its app behind its own nginx."""
 
@@ -363,12 +373,22 @@ class Target:
         def healthy():
             self.gunicorn.check_running()
             try:
-                return self.get("/healthz", timeout=2).status_code == 200
+                probe = requests.get(self.direct().url + "/healthz", timeout=2)
+                return probe.status_code == 200 and self.get("/thanks/").ok
             except requests.ConnectionError:
                 return False
 
         wait_for(healthy, timeout=60, message=f"{self.name} answering /healthz")
         return self
+
+    def direct(self):
+        """This target as an orchestrator's probe reaches it: gunicorn itself,
+        since nginx does not answer the probes to the public."""
+        return DirectTarget(
+            url=f"http://127.0.0.1:{self.gunicorn.port}",
+            host=self.host,
+            nginx_access_log=self.gunicorn.access_log,
+        )
 
     def stop(self):
         self.nginx.stop()

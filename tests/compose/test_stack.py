@@ -86,7 +86,8 @@ class Stack:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                if requests.get(self.base + "/readyz", timeout=5).status_code == 200:
+                # nginx answers the probes itself (404); this page is web's.
+                if requests.get(self.base + "/thanks/", timeout=5).status_code == 200:
                     return
             except requests.RequestException:
                 pass
@@ -253,7 +254,7 @@ def test_scaling_spreads_requests_over_every_replica_then_scales_back(stack):
     sent = 0
     while time.monotonic() < deadline:
         for _ in range(30):
-            response = requests.get(f"{stack.base}/healthz?probe={token}", timeout=10)
+            response = requests.get(f"{stack.base}/thanks/?probe={token}", timeout=10)
             assert response.status_code == 200
             sent += 1
         counts = {rid: count_probe_lines(stack, rid, token) for rid in replicas}

@@ -12,6 +12,7 @@ import time
 import uuid
 
 import pytest
+import requests
 
 from tests.support.stack import IMAGE_RATE_LIMITS, assert_branded_error_page
 
@@ -84,7 +85,7 @@ def every_kind_of_response(stack, limited):
         "static 404": stack.get("/static/no-such-file.css"),
         "admin login": stack.get("/admin/login/"),
         "admin redirect": stack.get("/admin/"),
-        "healthz": stack.get("/healthz"),
+        "probe from outside": stack.get("/readyz"),
         "token reuse": stack.sign_up(
             "Again", "again@example.com", pair=(token, cookie)
         ),
@@ -112,7 +113,7 @@ def test_every_class_of_response_carries_the_security_headers_once(
         "static 404": 404,
         "admin login": 200,
         "admin redirect": 302,
-        "healthz": 200,
+        "probe from outside": 404,
         "token reuse": 302,
     }
     for name, response in responses.items():
@@ -139,7 +140,7 @@ def test_branded_502_carries_the_security_headers(serving_stack):
     "host",
     ["evil.example", "evil.example:8080", "localhost.evil.example", "127.0.0.2"],
 )
-@pytest.mark.parametrize("path", ["/", "/admin/", "/thanks/", "/healthz", "/readyz"])
+@pytest.mark.parametrize("path", ["/", "/admin/", "/thanks/"])
 def test_an_unknown_host_never_gets_a_200_or_a_redirect_to_it(
     serving_stack, host, path
 ):
@@ -374,3 +375,45 @@ def test_slow_clients_are_cut_off_by_nginx_without_starving_gunicorn(serving_sta
     assert len(results) == 20
     assert all(8 <= waited <= 20 for waited, _ in results.values()), results
     assert not serving_stack.gunicorn.access_log.matching(f"slow={marker}")
+
+
+def raw_exchange(port, request):
+    """Send REQUEST (bytes, exactly as given) to nginx; return the whole reply."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request)
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    return reply.decode("latin-1")
+
+
+def status_of(reply):
+    return int(reply.split(" ", 2)[1])
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/healthz"),
+        ("GET", "/readyz"),
+        ("HEAD", "/readyz"),
+        ("GET", "/readyz?format=json"),
+        ("GET", "//readyz"),
+        ("GET", "/%72eadyz"),
+    ],
+)
+def test_the_probes_are_not_answered_to_the_public(serving_stack, method, path):
+    """Whether the database is up is for the orchestrator, which asks web
+    directly; through nginx the probes are a page that is not there."""
+    stack = serving_stack
+    response = stack.request(method, path)
+    direct = requests.get(f"http://127.0.0.1:{stack.gunicorn.port}/readyz", timeout=10)
+
+    assert response.status_code == 404
+    assert not stack.gunicorn_saw(response.headers["X-Request-ID"])
+    if method == "GET":
+        assert_branded_error_page(response, 404, "Page not found")
+        assert "status" not in response.text
+    check_security_headers(response)
+    assert direct.status_code == 200
+    assert direct.json() == {"status": "ready"}

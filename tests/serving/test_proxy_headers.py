@@ -71,10 +71,10 @@ def test_each_request_gets_its_own_id(echo_proxy):
 
 
 def test_the_sites_own_error_responses_pass_through_unchanged(echo_proxy):
-    """Like /readyz's 503: nginx's branded page is only for its own errors."""
+    """Like Django's 503 page: nginx's branded page is only for its own errors."""
     nginx, upstream = echo_proxy
 
-    unavailable, received = fetch(nginx, upstream, "/readyz?status=503")
+    unavailable, received = fetch(nginx, upstream, "/?status=503")
     failed, _ = fetch(nginx, upstream, "/?status=500")
 
     assert len(received) == 1  # passed once, not retried

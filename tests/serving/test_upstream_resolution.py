@@ -7,7 +7,7 @@ no running container).
 
 import time
 
-from tests.support.stack import UPSTREAM_NAME, wait_for
+from tests.support.stack import PROXIED_PROBE, UPSTREAM_NAME, wait_for
 
 REQUEST_INTERVAL = 0.2
 
@@ -18,7 +18,7 @@ def test_the_upstream_name_is_resolved_again_every_five_seconds(serving_stack):
     already = len(dns.queries_for(UPSTREAM_NAME))
 
     def two_new_queries():
-        response = stack.get("/healthz")
+        response = stack.get(PROXIED_PROBE)
         assert response.status_code == 200, response.text[:300]
         time.sleep(REQUEST_INTERVAL)
         new = dns.queries_for(UPSTREAM_NAME)[already:]

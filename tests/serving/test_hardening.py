@@ -392,6 +392,58 @@ def status_of(reply):
 
 
 @pytest.mark.parametrize(
+    "target",
+    [
+        "http://evil.example/",
+        "http://evil.example:8080/thanks/",
+        "https://evil.example/",
+    ],
+)
+def test_an_absolute_form_target_is_judged_by_its_own_host(serving_stack, target):
+    """RFC 9112 section 3.2.2: the request line's host is the authority, not
+    the Host header next to it; an unknown one gets Django's 400."""
+    port = serving_stack.nginx.port
+    reply = raw_exchange(
+        port,
+        f"GET {target} HTTP/1.1\r\nHost: localhost:{port}\r\n"
+        "Connection: close\r\n\r\n".encode(),
+    )
+
+    assert status_of(reply) == 400, reply[:300]
+    assert "evil.example" not in reply
+    assert "Hello, please sign up!" not in reply
+
+
+def test_an_absolute_form_target_with_the_sites_host_wins_over_host(serving_stack):
+    port = serving_stack.nginx.port
+    reply = raw_exchange(
+        port,
+        f"GET http://localhost:{port}/ HTTP/1.1\r\nHost: evil.example\r\n"
+        "Connection: close\r\n\r\n".encode(),
+    )
+
+    assert status_of(reply) == 200, reply[:300]
+    assert "Hello, please sign up!" in reply
+
+
+def test_the_host_in_an_absolute_form_target_is_what_the_site_receives(echo_proxy):
+    nginx, upstream = echo_proxy
+    marker = uuid.uuid4().hex
+    reply = raw_exchange(
+        nginx.port,
+        f"GET http://Site.Example:8443/?m={marker} HTTP/1.1\r\n"
+        f"Host: localhost:{nginx.port}\r\nConnection: close\r\n\r\n".encode(),
+    )
+    received = [r for r in upstream.requests if marker in r["path"]]
+
+    assert status_of(reply) == 200, reply[:300]
+    assert len(received) == 1
+    hosts = [value for name, value in received[0]["headers"] if name.lower() == "host"]
+    assert hosts == ["Site.Example:8443"]
+    assert received[0]["path"] == f"/?m={marker}"
+
+
+@pytest.mark.parametrize(
     ("method", "path"),
     [
         ("GET", "/healthz"),

@@ -44,10 +44,10 @@ def test_the_same_signup_fails_csrf_if_nginx_drops_the_port_from_host(serving_st
     "localhost" and refuses the browser's Origin http://localhost:<port>."""
     stack = serving_stack
     text = TEMPLATE.read_text()
-    assert text.count("proxy_set_header Host $http_host;") == 1
+    assert text.count("proxy_set_header Host $signup_host;") == 1
     nginx = stack.make_nginx(
         "nginx-host-without-port",
-        template_text=text.replace("Host $http_host;", "Host $host;"),
+        template_text=text.replace("Host $signup_host;", "Host $host;"),
     )
     nginx.start().wait_ready()
     email = unique_email()

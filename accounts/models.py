@@ -1,4 +1,4 @@
-from django.db import connections, models, router
+from django.db import models, router, transaction
 from django.db.models.functions import Lower, Now
 from django.utils.translation import gettext_lazy as _
 
@@ -10,30 +10,25 @@ class SignupQuerySet(models.QuerySet):
         """
         Store a sign-up unless one with this email (in any case) exists.
 
-        INSERT ... ON CONFLICT DO NOTHING settles the race between two
-        simultaneous identical sign-ups inside PostgreSQL: one row is written,
-        neither request fails, and no error is logged by the server. The
-        outcome is the same for a new and an existing address, so callers
-        cannot reveal who signed up.
+        INSERT ... ON CONFLICT DO NOTHING (what bulk_create emits with
+        ignore_conflicts) settles the race between two simultaneous identical
+        sign-ups inside PostgreSQL: one row is written, neither request
+        fails, and no error is logged by the server. The outcome is the same
+        for a new and an existing address, so callers cannot reveal who
+        signed up.
 
-        It is one statement, and so one round trip in autocommit mode:
-        bulk_create() would wrap the same INSERT in BEGIN and COMMIT, which
-        a single statement does not need (it is atomic on its own).
+        The INSERT runs in a transaction whose COMMIT is sent only once the
+        INSERT has returned. A database that freezes mid-INSERT makes the
+        site give up and close the connection (signup_site.postgresql); the
+        server, when it wakes, runs the INSERT still in its socket buffer but
+        then finds its client gone and rolls back. In autocommit that INSERT
+        would be stored for a visitor who was shown an error.
         """
         alias = self._db or router.db_for_write(self.model)
-        connection = connections[alias]
-        quote = connection.ops.quote_name
-        meta = self.model._meta
-        columns = ", ".join(
-            quote(meta.get_field(field).column) for field in ("name", "email")
-        )
-        # Identifiers come from the model, values are parameters.
-        sql = (
-            f"INSERT INTO {quote(meta.db_table)} ({columns}) "  # noqa: S608
-            "VALUES (%s, %s) ON CONFLICT DO NOTHING"
-        )
-        with connection.cursor() as cursor:
-            cursor.execute(sql, [name, email])
+        with transaction.atomic(using=alias, savepoint=False):
+            self.using(alias).bulk_create(
+                [self.model(name=name, email=email)], ignore_conflicts=True
+            )
 
 
 class Signup(models.Model):

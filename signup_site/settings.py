@@ -82,6 +82,9 @@ TEMPLATES = [
 # Database: PostgreSQL only. Persistent connections with a health check, so a
 # restarted server costs no request (Django reconnects before using it).
 DATABASES = {"default": _config.database}
+# Django's backend with every wait bounded while serving requests, so a hung
+# database gives the 503 page in seconds (signup_site.postgresql.base).
+DATABASES["default"]["ENGINE"] = "signup_site.postgresql"
 DATABASES["default"]["CONN_MAX_AGE"] = _config.conn_max_age
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -9,6 +9,7 @@ import signal
 import threading
 import time
 import uuid
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -187,6 +188,118 @@ def test_database_restart_under_a_stream_of_signups_loses_no_confirmed_one(
         if email in stored:
             assert stored[email].startswith("Stream "), "a half-written row"
     assert not stack.gunicorn.error_log.matching("Traceback")
+
+
+SIGNUPS_PER_SECOND = 5
+# "A few seconds": the bound on every answer while the database hangs.
+ANSWER_BOUND = 6.0
+
+
+def signup_stream(stack, *, seconds, label):
+    """Sign-ups at SIGNUPS_PER_SECOND for SECONDS, each a new address, sent on
+    schedule whether or not earlier ones were answered (visitors do not wait
+    for each other). Returns (email, response or exception, seconds taken)."""
+    pair = stack.csrf_pair()
+    results = []
+
+    def one(number):
+        email = f"{label}-{number}-{uuid.uuid4().hex[:6]}@example.com"
+        started = time.monotonic()
+        try:
+            outcome = stack.sign_up(f"{label} {number}", email, pair=pair, timeout=60)
+        except Exception as exc:  # a hang or a reset is a result too
+            outcome = exc
+        results.append((email, outcome, time.monotonic() - started))
+
+    count = seconds * SIGNUPS_PER_SECOND
+    start = time.monotonic()
+    with ThreadPoolExecutor(max_workers=60) as pool:
+        for number in range(count):
+            time.sleep(max(0, start + number / SIGNUPS_PER_SECOND - time.monotonic()))
+            pool.submit(one, number)
+    return results
+
+
+def assert_each_visitor_saw_the_truth(stack, results):
+    """Thank-you means a row; an error is the branded 503 with Retry-After and
+    no row; every answer came within ANSWER_BOUND; no worker was killed."""
+    slowest = max(seconds for _, _, seconds in results)
+    counts = Counter(statuses(results))
+    print(f"{len(results)} sign-ups: {counts}, slowest {slowest:.2f} s")
+    problems = []
+    for email, outcome, seconds in results:
+        if isinstance(outcome, Exception):
+            problems.append(f"{email}: {outcome!r} after {seconds:.1f} s")
+            continue
+        rows = stack.signups(email)
+        if seconds > ANSWER_BOUND:
+            problems.append(f"{email}: {outcome.status_code} after {seconds:.1f} s")
+        if outcome.status_code == 302 and outcome.headers["Location"] == "/thanks/":
+            if len(rows) != 1:
+                problems.append(f"{email}: thanked, but {len(rows)} rows")
+        elif outcome.status_code == 503:
+            if outcome.headers.get("Retry-After") != "10":
+                problems.append(f"{email}: 503 without Retry-After")
+            if "<h1>Back in a moment</h1>" not in outcome.text:
+                problems.append(f"{email}: 503 without the site's page")
+            if rows:
+                problems.append(f"{email}: shown an error, yet stored")
+        else:
+            problems.append(f"{email}: answered {outcome.status_code}")
+    assert not problems, "\n".join(problems[:20]) + f"\n({len(problems)} in all)"
+    assert not stack.gunicorn.error_log.matching("WORKER TIMEOUT")
+    assert not stack.gunicorn.error_log.matching("Traceback")
+
+
+def statuses(results):
+    return [getattr(outcome, "status_code", None) for _, outcome, _ in results]
+
+
+def test_a_paused_database_gives_quick_503s_and_no_row_behind_an_error(
+    cluster_stack,
+):
+    """docker pause, played by SIGSTOP to every process of the server: its
+    kernel still acknowledges TCP, so only the site's own clock ends a wait."""
+    stack, cluster = cluster_stack
+    stack.sign_up("Warm", f"warm-{uuid.uuid4().hex[:6]}@example.com")
+
+    def pause():
+        time.sleep(3)
+        with cluster.frozen():
+            time.sleep(30)
+
+    pauser = threading.Thread(target=pause)
+    pauser.start()
+    results = signup_stream(stack, seconds=45, label="paused")
+    pauser.join()
+    time.sleep(2)  # what the server still had in its sockets has run by now
+
+    assert_each_visitor_saw_the_truth(stack, results)
+    seen = statuses(results)
+    assert seen.count(503) >= 100, "the pause was not noticed"
+    assert seen[-5:] == [302] * 5, "not back after the pause"
+
+
+def test_a_table_lock_held_for_40_s_gives_quick_503s(cluster_stack):
+    """A migration or a hand-run LOCK TABLE: the server is alive and answers
+    the site's lock_timeout with an error."""
+    stack, _cluster = cluster_stack
+    stack.sign_up("Warm", f"warm-{uuid.uuid4().hex[:6]}@example.com")
+
+    def hold_lock():
+        with stack.connect() as conn:
+            conn.execute("LOCK TABLE accounts_signup IN ACCESS EXCLUSIVE MODE")
+            time.sleep(40)
+
+    holder = threading.Thread(target=hold_lock)
+    holder.start()
+    results = signup_stream(stack, seconds=50, label="locked")
+    holder.join()
+
+    assert_each_visitor_saw_the_truth(stack, results)
+    seen = statuses(results)
+    assert seen.count(503) >= 150, "the lock was not noticed"
+    assert seen[-5:] == [302] * 5, "not back after the lock"
 
 
 def test_gunicorn_drains_an_in_flight_export_on_sigterm(cluster_stack):

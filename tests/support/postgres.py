@@ -5,10 +5,12 @@ one that stops. Built from the PostgreSQL binaries on the machine; the server
 refuses to run as root, so as root it runs as the ``postgres`` user.
 """
 
+import contextlib
 import glob
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -102,6 +104,46 @@ class ThrowawayCluster:
 
     def stop(self):
         self._run("pg_ctl", "-D", str(self.datadir), "-m", "fast", "-w", "stop")
+
+    def postmaster_pid(self):
+        return int((self.datadir / "postmaster.pid").read_text().split()[0])
+
+    @staticmethod
+    def children(pid):
+        """The pids of the processes whose parent is PID."""
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue  # exited meanwhile
+            # The fields after the command name, which may hold spaces.
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+        return found
+
+    @contextlib.contextmanager
+    def frozen(self):
+        """Every process of the server stopped (SIGSTOP), as a paused
+        container is: its kernel still accepts connections and acknowledges
+        what is sent, but nothing answers. SIGCONT on leaving."""
+        postmaster = self.postmaster_pid()
+        stopped = []
+        try:
+            # The postmaster first: stopped, it forks no new child.
+            os.kill(postmaster, signal.SIGSTOP)
+            stopped.append(postmaster)
+            for pid in self.children(postmaster):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGSTOP)
+                    stopped.append(pid)
+            yield stopped
+        finally:
+            for pid in stopped:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
 
     def is_running(self):
         return (self.datadir / "postmaster.pid").exists()

@@ -1,0 +1,140 @@
+"""
+Django's PostgreSQL backend, with every wait for the database bounded while
+the site serves requests, so that a database that hangs costs a visitor a few
+seconds and the 503 page, never a worker killed by gunicorn's timeout.
+
+signup_site.wsgi turns the bounds on (signup_site.postgresql.bound_waits), so
+gunicorn's workers and runserver have them and management commands do not (a
+migration may rightly run for minutes).
+
+- The server ends what it can itself: a lock wait after LOCK_TIMEOUT_MS and a
+  statement after STATEMENT_TIMEOUT_MS, and the connection stays usable.
+- A frozen server (a paused container, a stopped host process) ends nothing,
+  and its kernel still acknowledges TCP, so keepalives see a live peer: only
+  the client's clock helps. No wait for an answer lasts longer than
+  ANSWER_TIMEOUT; then the connection is closed, so that a server that wakes
+  up finds its client gone and rolls back the transaction it had open.
+- After a wait in vain a process does not wait again for FAIL_FAST seconds:
+  every database access fails at once, so a stream of visitors gets the 503
+  page at once instead of queueing behind workers that each wait.
+- TCP keepalives close an idle connection whose peer is really gone.
+"""
+
+import time
+
+import psycopg
+from django.db import OperationalError
+from django.db.backends.postgresql import base
+from django.db.utils import DatabaseErrorWrapper
+from django.utils.functional import cached_property
+from psycopg import errors
+
+from signup_site.postgresql import waits_are_bounded
+
+LOCK_TIMEOUT_MS = 1000
+STATEMENT_TIMEOUT_MS = 3000
+# Longer than the statement timeout, so that a live server answers first.
+ANSWER_TIMEOUT = 4.0
+# A reused connection's check (SELECT 1) answers at once from a live server;
+# failing it only costs a new connection.
+HEALTH_CHECK_TIMEOUT = 1.0
+FAIL_FAST = 5.0
+KEEPALIVES = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+}
+
+# What means "waited for the database, and gave up": not a statement that
+# was merely slow (QueryCanceled), which says nothing about the next one.
+WAITED_IN_VAIN = (errors.ConnectionTimeout, errors.LockNotAvailable)
+
+_gave_up_at = None
+
+
+def _give_up():
+    global _gave_up_at
+    _gave_up_at = time.monotonic()
+
+
+class AnswerTimeout(errors.OperationalError):
+    """The database did not answer in time; the connection was closed."""
+
+
+class BoundedConnection(psycopg.Connection):
+    """A psycopg connection whose every wait for the server has a limit."""
+
+    answer_timeout = ANSWER_TIMEOUT
+
+    def wait(self, gen, interval=0.1, timeout=None):
+        limit = self.answer_timeout if timeout is None else timeout
+        try:
+            return super().wait(gen, interval=interval, timeout=limit)
+        except errors._WaitTimeout:
+            _give_up()
+            self.close()
+            raise AnswerTimeout(
+                f"the database did not answer within {limit:g} s; "
+                "the connection was closed"
+            ) from None
+
+
+class _GiveUpRecorder(DatabaseErrorWrapper):
+    def __exit__(self, exc_type, exc_value, traceback):
+        if exc_type is not None and issubclass(exc_type, WAITED_IN_VAIN):
+            _give_up()
+        return super().__exit__(exc_type, exc_value, traceback)
+
+
+class DatabaseWrapper(base.DatabaseWrapper):
+    def get_connection_params(self):
+        params = {**KEEPALIVES, **super().get_connection_params()}
+        if waits_are_bounded():
+            timeouts = (
+                f"-c lock_timeout={LOCK_TIMEOUT_MS} "
+                f"-c statement_timeout={STATEMENT_TIMEOUT_MS}"
+            )
+            params["options"] = f"{params.get('options', '')} {timeouts}".strip()
+        return params
+
+    def get_new_connection(self, conn_params):
+        connection = super().get_new_connection(conn_params)
+        if waits_are_bounded():
+            # Django builds a plain psycopg connection; this one differs only
+            # in wait(), which every exchange with the server goes through.
+            connection.__class__ = BoundedConnection
+        return connection
+
+    def fail_fast(self):
+        """OperationalError at once if a wait for the database was given up
+        on less than FAIL_FAST seconds ago."""
+        if waits_are_bounded() and _gave_up_at is not None:
+            waited = time.monotonic() - _gave_up_at
+            if waited < FAIL_FAST:
+                raise OperationalError(
+                    f"gave up waiting for the database {waited:.1f} s ago; "
+                    f"not waiting again for {FAIL_FAST - waited:.1f} s"
+                )
+
+    def ensure_connection(self):
+        if self.connection is None:
+            self.fail_fast()  # instead of waiting out the connect timeout
+        super().ensure_connection()
+
+    def create_cursor(self, name=None):
+        self.fail_fast()  # every query starts here
+        return super().create_cursor(name)
+
+    def is_usable(self):
+        if not isinstance(self.connection, BoundedConnection):
+            return super().is_usable()
+        self.connection.answer_timeout = HEALTH_CHECK_TIMEOUT
+        try:
+            return super().is_usable()
+        finally:
+            self.connection.answer_timeout = ANSWER_TIMEOUT
+
+    @cached_property
+    def wrap_database_errors(self):
+        return _GiveUpRecorder(self)

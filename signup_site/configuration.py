@@ -8,6 +8,7 @@ fallback: there is no default secret key and no default database password.
 """
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -19,6 +20,10 @@ TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off"})
 MIN_SECRET_KEY_LENGTH = 50
 MIN_SECRET_KEY_UNIQUE = 5
+DEFAULT_ADMIN_URL = "admin/"
+# Segments of letters, digits and - . _ ~, each ending in a slash: what both
+# Django's URL patterns and nginx's rate-limit key take literally.
+ADMIN_URL_PATTERN = re.compile(r"(?:[A-Za-z0-9._~-]+/)+")
 GENERATE_KEY_HINT = (
     "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(50))'"
 )
@@ -62,6 +67,7 @@ class Configuration:
     hsts_include_subdomains: bool
     hsts_preload: bool
     conn_max_age: int
+    admin_url: str
 
     @property
     def https(self):
@@ -223,6 +229,26 @@ def _database(reader):
     }
 
 
+def _admin_url(reader):
+    """The admin's path below the site's root, such as admin/ (Django's
+    ADMIN_URL; nginx's login rate limit reads the same variable)."""
+    name = "DJANGO_ADMIN_URL"
+    value = reader.string(name, "").strip() or DEFAULT_ADMIN_URL
+    segments = value.split("/")[:-1]
+    if (
+        not ADMIN_URL_PATTERN.fullmatch(value)
+        or any(segment in (".", "..") for segment in segments)
+        or segments[0] == "static"
+    ):
+        reader.problems.append(
+            f"{name}={value!r} is not an admin path: use segments of letters, "
+            "digits and - . _ ~, each ending with a slash and none starting "
+            "with one, e.g. admin/ or office/admin/ (not under static/)."
+        )
+        return DEFAULT_ADMIN_URL
+    return value
+
+
 def _superuser(reader):
     username = reader.string("DJANGO_SUPERUSER_USERNAME", "").strip()
     email = reader.string("DJANGO_SUPERUSER_EMAIL", "").strip()
@@ -277,6 +303,7 @@ def load(environ_=None):
     hsts_include_subdomains = reader.boolean("DJANGO_HSTS_INCLUDE_SUBDOMAINS", True)
     hsts_preload = reader.boolean("DJANGO_HSTS_PRELOAD", True)
     conn_max_age = reader.integer("DJANGO_CONN_MAX_AGE", 60)
+    admin_url = _admin_url(reader)
     # Short: a database that does not answer should cost a visitor a couple
     # of seconds and a 503 page, not a hang until a proxy gives up.
     connect_timeout = reader.integer("POSTGRES_CONNECT_TIMEOUT", 3, minimum=2)
@@ -301,4 +328,5 @@ def load(environ_=None):
         hsts_include_subdomains=hsts_include_subdomains,
         hsts_preload=hsts_preload,
         conn_max_age=conn_max_age,
+        admin_url=admin_url,
     )

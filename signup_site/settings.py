@@ -60,8 +60,9 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "signup_site.urls"
-# Where the admin lives, relative to the site's root (signup_site.urls).
-ADMIN_URL = "admin/"
+# Where the admin lives, relative to the site's root (signup_site.urls);
+# DJANGO_ADMIN_URL, which nginx's login rate limit reads too.
+ADMIN_URL = _config.admin_url
 WSGI_APPLICATION = "signup_site.wsgi.application"
 
 TEMPLATES = [

@@ -14,7 +14,11 @@ import uuid
 import pytest
 import requests
 
-from tests.support.stack import IMAGE_RATE_LIMITS, assert_branded_error_page
+from tests.support.stack import (
+    IMAGE_RATE_LIMITS,
+    ServingStack,
+    assert_branded_error_page,
+)
 
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -285,6 +289,44 @@ def test_posts_are_rate_limited_per_client_with_a_branded_429(
     )
     assert connection.getresponse().status == 429
     connection.close()
+
+
+MOVED_ADMIN = "office/desk-7f3a/"
+
+
+@pytest.fixture(scope="module")
+def moved_admin_stack(nginx_binary):
+    """The stack with DJANGO_ADMIN_URL moved, the one variable Compose gives
+    both web and nginx, and the image's rate limits."""
+    from django.conf import settings
+
+    stack = ServingStack(
+        settings.DATABASES["default"], DJANGO_ADMIN_URL=MOVED_ADMIN
+    ).start()
+    nginx = stack.make_nginx("moved-admin", **IMAGE_RATE_LIMITS).start().wait_ready()
+    yield stack, nginx
+    stack.stop()
+
+
+def test_a_moved_admin_takes_its_login_rate_limit_along(moved_admin_stack):
+    stack, nginx = moved_admin_stack
+    login = f"/{MOVED_ADMIN}login/"
+    burst = int(IMAGE_RATE_LIMITS["NGINX_LOGIN_BURST"])
+
+    page = stack.get(login, nginx=nginx)
+    old_page = stack.get("/admin/login/", nginx=nginx)
+    statuses = [post_from("127.0.0.5", nginx, login)[0] for _ in range(burst + 3)]
+    old_statuses = [
+        post_from("127.0.0.6", nginx, "/admin/login/")[0] for _ in range(10)
+    ]
+
+    assert page.status_code == 200
+    assert "Log in" in page.text
+    assert old_page.status_code == 404
+    assert 429 not in statuses[: burst + 1], statuses
+    assert statuses[burst + 1 :] == [429, 429]
+    # The old path is only a page that is not there, and counts for nothing.
+    assert old_statuses == [404] * 10
 
 
 def chunked_post(port, size):

@@ -24,6 +24,7 @@ COMPOSE_VALUES = {
     "NGINX_STATIC_ROOT": "/srv/static",
     "NGINX_TRUSTED_PROXY": "127.0.0.1/32",
     **IMAGE_RATE_LIMITS,
+    "DJANGO_ADMIN_URL": "admin/",
 }
 # Variables the official image's environment has besides the project's: the
 # hook substitutes every defined variable, so the template must not use them.

@@ -383,3 +383,58 @@ def test_no_default_secret_key_exists_anywhere():
 
     assert result.returncode == 1
     assert "DJANGO_SECRET_KEY (or DJANGO_SECRET_KEY_FILE) is not set" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, "admin/"),
+        ("", "admin/"),
+        ("office/", "office/"),
+        (" staff-7f3a/desk/ ", "staff-7f3a/desk/"),
+        ("a.b_c~d/", "a.b_c~d/"),
+    ],
+)
+def test_admin_url(value, expected):
+    environment = BASE if value is None else {**BASE, "DJANGO_ADMIN_URL": value}
+    assert load(environment).admin_url == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "/admin/",  # a leading slash
+        "admin",  # no trailing slash
+        "/",
+        "office//admin/",
+        "../admin/",
+        "office/./",
+        "static/admin/",  # nginx serves /static/ itself
+        "ad min/",
+        "admin/<int:x>/",
+        'admin"/',
+        "admin/;",
+        "admin/$x/",
+        "admïn/",
+    ],
+)
+def test_admin_url_rejects_a_bad_path(value):
+    assert problems({**BASE, "DJANGO_ADMIN_URL": value}) == [
+        f"DJANGO_ADMIN_URL={value!r} is not an admin path: use segments of "
+        "letters, digits and - . _ ~, each ending with a slash and none "
+        "starting with one, e.g. admin/ or office/admin/ (not under static/)."
+    ]
+
+
+def test_a_bad_admin_url_stops_start_up_with_one_message():
+    result = manage(
+        "check",
+        env=site_environment(
+            DJANGO_SECRET_KEY=GOOD_KEY, DJANGO_ADMIN_URL="/admin", POSTGRES_HOST="x"
+        ),
+    )
+
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("The site is not configured correctly (1 problem):")
+    assert "  - DJANGO_ADMIN_URL='/admin' is not an admin path" in result.stderr

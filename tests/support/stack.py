@@ -48,6 +48,7 @@ TEMPLATE_VARIABLES = (
     "NGINX_SIGNUP_BURST",
     "NGINX_LOGIN_RATE",
     "NGINX_LOGIN_BURST",
+    "DJANGO_ADMIN_URL",
 )
 # The template's other variables for the tests. The image trusts 127.0.0.1,
 # the nginx container's own loopback, where no client is; here the clients
@@ -60,6 +61,7 @@ TEMPLATE_DEFAULTS = {
     "NGINX_SIGNUP_BURST": "100000",
     "NGINX_LOGIN_RATE": "100000r/s",
     "NGINX_LOGIN_BURST": "100000",
+    "DJANGO_ADMIN_URL": "admin/",
 }
 IMAGE_RATE_LIMITS = {
     "NGINX_SIGNUP_RATE": "5r/m",
@@ -612,6 +614,8 @@ class ServingStack:
                 "NGINX_UPSTREAM": f"{UPSTREAM_NAME}:{self.gunicorn.port}",
                 "NGINX_RESOLVER": self.dns.address,
                 "NGINX_STATIC_ROOT": self.static_root,
+                # One variable for both, as compose.yaml passes it.
+                "DJANGO_ADMIN_URL": self.env.get("DJANGO_ADMIN_URL", "admin/"),
                 **variables,
             },
             template_text=template_text,

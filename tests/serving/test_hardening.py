@@ -511,3 +511,69 @@ def test_the_probes_are_not_answered_to_the_public(serving_stack, method, path):
     check_security_headers(response)
     assert direct.status_code == 200
     assert direct.json() == {"status": "ready"}
+
+
+HSTS = "max-age=600; includeSubDomains; preload"
+
+
+@pytest.fixture(scope="module")
+def https_stack(nginx_binary):
+    """The stack with an https:// public URL behind a TLS proxy on 127.0.0.1
+    (NGINX_TRUSTED_PROXY): HSTS from Django's variables, for both layers."""
+    from django.conf import settings
+
+    stack = ServingStack(
+        settings.DATABASES["default"],
+        DJANGO_PUBLIC_URL="https://localhost",
+        DJANGO_HSTS_SECONDS="600",
+    ).start()
+    trusting = (
+        stack.make_nginx("https-proxied", NGINX_TRUSTED_PROXY="127.0.0.1/32")
+        .start()
+        .wait_ready()
+    )
+    limited = (
+        stack.make_nginx("https-limited", **IMAGE_RATE_LIMITS).start().wait_ready()
+    )
+    yield stack, trusting, limited
+    stack.stop()
+
+
+def test_with_an_https_public_url_every_response_carries_hsts_once(https_stack):
+    stack, trusting, limited = https_stack
+    tls = {"X-Forwarded-Proto": "https"}
+    flood = [stack.post("/", nginx=limited, data={"name": "x"}) for _ in range(8)]
+    responses = {
+        "Django's page": stack.get("/", nginx=trusting, headers=tls),
+        "Django's 404": stack.get("/no-such-page/", nginx=trusting, headers=tls),
+        "Django's https redirect": stack.get("/"),
+        "static file": stack.get("/static/accounts/site.css"),
+        "static 404": stack.get("/static/no-such-file.css"),
+        "probe 404": stack.get("/readyz"),
+        "413": stack.post("/", data={"name": "x" * 70_000}),
+        "429": flood[-1],
+    }
+    stack.gunicorn.stop()
+    try:
+        responses["502"] = stack.get("/", nginx=trusting, headers=tls)
+    finally:
+        stack.restart_gunicorn()
+
+    assert {name: r.status_code for name, r in responses.items()} == {
+        "Django's page": 200,
+        "Django's 404": 404,
+        "Django's https redirect": 301,
+        "static file": 200,
+        "static 404": 404,
+        "probe 404": 404,
+        "413": 413,
+        "429": 429,
+        "502": 502,
+    }
+    for name, response in responses.items():
+        sent = [
+            value
+            for header, value in raw_headers(response)
+            if header == "strict-transport-security"
+        ]
+        assert sent == [HSTS], (name, sent)

@@ -7,8 +7,12 @@ import re
 import shutil
 import subprocess
 
+import pytest
+
+from signup_site.configuration import ConfigurationError, load
 from tests.support.ci import unavailable
 from tests.support.stack import (
+    HSTS_SCRIPT,
     IMAGE_RATE_LIMITS,
     TEMPLATE,
     TEMPLATE_VARIABLES,
@@ -25,6 +29,7 @@ COMPOSE_VALUES = {
     "NGINX_TRUSTED_PROXY": "127.0.0.1/32",
     **IMAGE_RATE_LIMITS,
     "DJANGO_ADMIN_URL": "admin/",
+    "NGINX_HSTS": "",
 }
 # Variables the official image's environment has besides the project's: the
 # hook substitutes every defined variable, so the template must not use them.
@@ -113,3 +118,107 @@ def test_a_post_is_never_sent_to_a_second_replica():
     )
 
     assert directives == ["error timeout"]
+
+
+SECRET_KEY = "0123456789abcdefghijklmnopqrstuvwxyz" * 2
+
+
+def script_hsts(environment):
+    return subprocess.run(
+        ["/bin/sh", "-ec", '. "$0"; printf %s "$NGINX_HSTS"', str(HSTS_SCRIPT)],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def django_hsts(environment):
+    """The Strict-Transport-Security Django sends on a secure response with
+    the settings this environment gives (None: no header)."""
+    from django.http import HttpResponse
+    from django.middleware.security import SecurityMiddleware
+    from django.test import RequestFactory, override_settings
+
+    config = load({"DJANGO_SECRET_KEY": SECRET_KEY, **environment})
+    if not config.https:
+        return None
+    with override_settings(
+        SECURE_HSTS_SECONDS=config.hsts_seconds,
+        SECURE_HSTS_INCLUDE_SUBDOMAINS=config.hsts_include_subdomains,
+        SECURE_HSTS_PRELOAD=config.hsts_preload,
+        SECURE_SSL_REDIRECT=False,
+    ):
+        middleware = SecurityMiddleware(lambda request: HttpResponse())
+        response = middleware(RequestFactory().get("/", secure=True))
+    return response.headers.get("Strict-Transport-Security")
+
+
+@pytest.mark.parametrize(
+    "environment",
+    [
+        {},
+        {"DJANGO_PUBLIC_URL": "http://localhost:8080"},
+        {"DJANGO_PUBLIC_URL": "https://signup.example.com"},
+        {"DJANGO_PUBLIC_URL": " HTTPS://Signup.example.com:8443 "},
+        {"DJANGO_PUBLIC_URL": "https://signup.example.com", "DJANGO_HSTS_SECONDS": "0"},
+        {
+            "DJANGO_PUBLIC_URL": "https://signup.example.com",
+            "DJANGO_HSTS_SECONDS": "31536000",
+            "DJANGO_HSTS_INCLUDE_SUBDOMAINS": "no",
+            "DJANGO_HSTS_PRELOAD": "0",
+        },
+        {
+            "DJANGO_PUBLIC_URL": "https://signup.example.com",
+            "DJANGO_HSTS_SECONDS": " 0600 ",
+            "DJANGO_HSTS_INCLUDE_SUBDOMAINS": " ON ",
+            "DJANGO_HSTS_PRELOAD": "off",
+        },
+        {
+            "DJANGO_PUBLIC_URL": "https://signup.example.com",
+            "DJANGO_HSTS_SECONDS": "",
+            "DJANGO_HSTS_INCLUDE_SUBDOMAINS": "",
+            "DJANGO_HSTS_PRELOAD": "",
+        },
+    ],
+)
+def test_nginx_hsts_is_the_header_django_sends(environment):
+    result = script_hsts(environment)
+
+    assert result.returncode == 0, result.stderr
+    assert (result.stdout or None) == django_hsts(environment)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "problem"),
+    [
+        ("DJANGO_HSTS_PRELOAD", "maybe", "is not a boolean"),
+        ("DJANGO_HSTS_INCLUDE_SUBDOMAINS", "2", "is not a boolean"),
+        ("DJANGO_HSTS_SECONDS", "-5", "is not a whole number of at least 0."),
+        ("DJANGO_HSTS_SECONDS", "ten", "is not a whole number of at least 0."),
+    ],
+)
+def test_a_value_django_refuses_stops_nginx_too(name, value, problem):
+    environment = {"DJANGO_PUBLIC_URL": "https://signup.example.com", name: value}
+    result = script_hsts(environment)
+    with pytest.raises(ConfigurationError) as refused:
+        load({"DJANGO_SECRET_KEY": SECRET_KEY, **environment})
+
+    assert result.returncode == 1
+    (django_words,) = refused.value.problems
+    assert problem in django_words
+    assert result.stderr == f"signup-hsts: {django_words}\n"
+
+
+def test_nginx_accepts_the_template_with_an_hsts_value(nginx_binary):
+    workdir = make_workdir("signup-nginx-t-")
+    value = "max-age=3600; includeSubDomains; preload"
+    try:
+        nginx = Nginx(workdir, {**COMPOSE_VALUES, "NGINX_HSTS": value})
+        result = nginx.test_config()
+        rendered = nginx.rendered.read_text()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    assert result.returncode == 0, result.stderr
+    assert f'""       "{value}";' in rendered

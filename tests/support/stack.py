@@ -35,6 +35,7 @@ NGINX_BINARY = Path("/usr/sbin/nginx")
 MIME_TYPES = Path("/etc/nginx/mime.types")
 TEMPLATE = PROJECT_ROOT / "nginx" / "default.conf.template"
 GUNICORN_CONFIG = PROJECT_ROOT / "docker" / "gunicorn.conf.py"
+HSTS_SCRIPT = PROJECT_ROOT / "docker" / "nginx-hsts.envsh"
 # The production settings with STATIC_ROOT in a temporary directory.
 SITE_SETTINGS = "tests.serving.site_settings"
 
@@ -49,6 +50,7 @@ TEMPLATE_VARIABLES = (
     "NGINX_LOGIN_RATE",
     "NGINX_LOGIN_BURST",
     "DJANGO_ADMIN_URL",
+    "NGINX_HSTS",
 )
 # The template's other variables for the tests. The image trusts 127.0.0.1,
 # the nginx container's own loopback, where no client is; here the clients
@@ -62,6 +64,7 @@ TEMPLATE_DEFAULTS = {
     "NGINX_LOGIN_RATE": "100000r/s",
     "NGINX_LOGIN_BURST": "100000",
     "DJANGO_ADMIN_URL": "admin/",
+    "NGINX_HSTS": "",
 }
 IMAGE_RATE_LIMITS = {
     "NGINX_SIGNUP_RATE": "5r/m",
@@ -125,6 +128,21 @@ def render_template(text, variables):
         return str(variables[name]) if name in variables else match.group(0)
 
     return _SHELL_VARIABLE.sub(substitute, text)
+
+
+def nginx_hsts(environment):
+    """NGINX_HSTS as the nginx image works it out at start: the image's own
+    script, sourced with the site's DJANGO_* variables."""
+    result = subprocess.run(
+        ["/bin/sh", "-ec", '. "$0"; printf %s "$NGINX_HSTS"', str(HSTS_SCRIPT)],
+        env={k: v for k, v in environment.items() if k.startswith("DJANGO_")},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"{HSTS_SCRIPT.name} failed:\n{result.stderr}")
+    return result.stdout
 
 
 def wait_for(condition, *, timeout, interval=0.1, message="condition"):
@@ -575,12 +593,14 @@ class ServingStack:
         gunicorn_port = free_port()
         self.public_url = f"http://127.0.0.1:{gunicorn_port}"
         self.env = site_environment(
-            DJANGO_SETTINGS_MODULE=SITE_SETTINGS,
-            SIGNUP_TEST_STATIC_ROOT=self.static_root,
-            DJANGO_PUBLIC_URL=self.public_url,
-            DJANGO_ALLOWED_HOSTS="localhost",
-            **self.database,
-            **self.extra_environment,
+            **{
+                "DJANGO_SETTINGS_MODULE": SITE_SETTINGS,
+                "SIGNUP_TEST_STATIC_ROOT": self.static_root,
+                "DJANGO_PUBLIC_URL": self.public_url,
+                "DJANGO_ALLOWED_HOSTS": "localhost",
+                **self.database,
+                **self.extra_environment,
+            }
         )
         for command in (
             ("bootstrap", "--timeout", "30"),
@@ -599,10 +619,15 @@ class ServingStack:
         self.nginx = self.make_nginx("nginx")
         self.nginx.start().wait_ready()
         wait_for(
-            lambda: self.get(PROXIED_PROBE).status_code == 200,
+            self.reaches_the_site,
             timeout=15,
             message=f"{PROXIED_PROBE} through nginx",
         )
+
+    def reaches_the_site(self):
+        """Whether nginx gets an answer from the site (a page, or with an
+        https:// public URL its redirect), not one of its own 502s."""
+        return self.get(PROXIED_PROBE).status_code in (200, 301)
 
     def make_nginx(self, name, *, template_text=None, **variables):
         """Another nginx with the stack's variables (overridden by VARIABLES);
@@ -616,6 +641,7 @@ class ServingStack:
                 "NGINX_STATIC_ROOT": self.static_root,
                 # One variable for both, as compose.yaml passes it.
                 "DJANGO_ADMIN_URL": self.env.get("DJANGO_ADMIN_URL", "admin/"),
+                "NGINX_HSTS": nginx_hsts(self.env),
                 **variables,
             },
             template_text=template_text,
@@ -766,7 +792,7 @@ class ServingStack:
         if not self.gunicorn.running:
             self.gunicorn.start().wait_ready()
         wait_for(
-            lambda: self.get(PROXIED_PROBE).status_code == 200,
+            self.reaches_the_site,
             timeout=15,
             message=f"{PROXIED_PROBE} through nginx after a gunicorn restart",
         )

@@ -135,7 +135,7 @@ def test_compose_files_follow_the_compose_specification(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_compose_file_resolves_to_three_services_with_one_published_port(tmp_path):
+def test_compose_file_resolves_to_its_services_with_one_published_port(tmp_path):
     from tests.compose.engine import compose_binary
 
     # Interpolated as on a fresh clone: no .env, no site variables.
@@ -152,7 +152,8 @@ def test_compose_file_resolves_to_three_services_with_one_published_port(tmp_pat
     config = json.loads(result.stdout)
     services = config["services"]
     assert "version" not in (ROOT / "compose.yaml").read_text().split("services:")[0]
-    assert sorted(services) == ["db", "nginx", "web"]
+    # Three long-running services and the one-shot that hands out secrets.
+    assert sorted(services) == ["db", "nginx", "secrets", "web"]
     assert {name for name, service in services.items() if service.get("ports")} == {
         "nginx"
     }

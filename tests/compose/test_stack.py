@@ -319,10 +319,46 @@ def test_only_nginx_publishes_a_port_and_only_the_one_asked_for(stack):
     assert all(p.startswith("127.0.0.1:") for p in published["nginx"] if ":" in p)
 
 
+def listing(stack, *shell):
+    """Name, octal mode and owner's uid of each file in the secrets directory,
+    as SHELL (a compose command that ends in a shell) sees it."""
+    script = "cd /run/signup-secrets && stat -c '%n %a %u' * .[!.]* 2>/dev/null"
+    lines = stack(*shell, "-c", f"{script}; true").stdout.splitlines()
+    return sorted(line for line in lines if line.strip())
+
+
+def test_each_service_sees_only_its_secrets_readable_by_its_user(stack):
+    db = listing(stack, "exec", "-T", "db", "sh")
+    web = listing(stack, "exec", "-T", "web", "sh")
+    backup = listing(stack, "run", "--rm", "-T", "--entrypoint", "sh", "backup")
+    # That run made the `backups` volume, which `down -v` keeps (a later test
+    # checks that it leaves no volume): it holds nothing yet.
+    engine.docker("volume", "rm", f"{stack.project.name}_backups")
+    other_user = stack(
+        *("exec", "-T", "--user", "4242", "web"),
+        *("cat", "/run/signup-secrets/django_secret_key"),
+        check=False,
+    )
+    as_postgres = stack(
+        *("exec", "-T", "--user", "postgres", "db"),
+        *("cat", "/run/signup-secrets/postgres_password"),
+    )
+
+    assert db == ["postgres_password 400 999"]
+    assert backup == ["postgres_password 400 999"]
+    assert web == [
+        "django_secret_key 400 10001",
+        "postgres_password 400 10001",
+    ]
+    assert other_user.returncode != 0
+    assert "Permission denied" in other_user.stderr
+    assert len(as_postgres.stdout) >= 32
+
+
 def test_generated_secrets_appear_in_no_image_log_or_response(stack):
     secrets = {
         name: stack(
-            "exec", "-T", "db", "cat", f"/run/signup-secrets/{name}"
+            "exec", "-T", "web", "cat", f"/run/signup-secrets/{name}"
         ).stdout.strip()
         for name in ("django_secret_key", "postgres_password")
     }

@@ -41,7 +41,36 @@ def development():
 def test_up_never_starts_the_backup_tools():
     services = resolved("--file", "compose.yaml")["services"]
 
-    assert sorted(services) == ["db", "nginx", "web"]
+    assert sorted(services) == ["db", "nginx", "secrets", "web"]
+
+
+def test_each_service_mounts_only_the_secrets_it_uses(with_backup_profile):
+    services = with_backup_profile["services"]
+    mounted = {
+        name: {
+            volume["source"]: volume
+            for volume in service.get("volumes", [])
+            if volume["type"] == "volume" and "secrets" in volume["source"]
+        }
+        for name, service in services.items()
+    }
+
+    assert mounted["secrets"].keys() == {"secrets", "db-secrets", "web-secrets"}
+    assert services["secrets"]["network_mode"] == "none"
+    assert mounted["web"].keys() == {"web-secrets"}
+    assert mounted["nginx"] == {}
+    for name in ("db", "backup", "restore"):
+        assert mounted[name].keys() == {"db-secrets"}, name
+    for name in ("db", "web", "backup", "restore"):
+        (volume,) = mounted[name].values()
+        assert volume["read_only"] is True, name
+    assert services["db"]["depends_on"]["secrets"]["condition"] == (
+        "service_completed_successfully"
+    )
+    assert services["db"]["environment"]["POSTGRES_PASSWORD_FILE"] == (
+        "/run/signup-secrets/postgres_password"
+    )
+    assert "POSTGRES_PASSWORD" not in services["db"]["environment"]
 
 
 def test_backup_and_restore_run_the_script_in_the_database_image(with_backup_profile):

@@ -230,8 +230,21 @@ def test_the_images_run_as_the_kubernetes_pods_run_them(
     assert "resolver 127.0.0.11" in rendered
     assert f"set $signup_upstream web.{NAMESPACE}.svc.cluster.local:8000;" in rendered
     host = {"Host": "signup.example.com"}
-    ready = requests.get(f"{base}/readyz", headers=host, timeout=10)
-    assert (ready.status_code, ready.json()) == (200, {"status": "ready"})
+    # Through nginx, Django's redirect to https (nginx is not behind the
+    # overlay's TLS proxy here), with nginx's HSTS for the https public URL;
+    # the probes are web's alone.
+    page = requests.get(
+        f"{base}/thanks/", headers=host, allow_redirects=False, timeout=10
+    )
+    public_probe = requests.get(f"{base}/readyz", headers=host, timeout=10)
+    assert (page.status_code, page.headers["Location"]) == (
+        301,
+        "https://signup.example.com/thanks/",
+    )
+    assert page.headers["Strict-Transport-Security"] == (
+        "max-age=3600; includeSubDomains; preload"
+    )
+    assert public_probe.status_code == 404
 
     # preStop: a graceful quit as uid 101, and the container ends with it.
     command = nginx["lifecycle"]["preStop"]["exec"]["command"]

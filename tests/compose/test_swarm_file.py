@@ -46,12 +46,16 @@ def compose():
     return load(COMPOSE_FILE)
 
 
+# Compose's one-shot that generates secrets; Swarm is given Docker secrets.
+COMPOSE_ONLY_SERVICES = {"secrets"}
+
+
 def running_services(compose):
-    """compose.yaml's services that `docker compose up` starts."""
+    """compose.yaml's services that `docker compose up` starts and keeps."""
     return {
         name: service
         for name, service in compose["services"].items()
-        if not service.get("profiles")
+        if not service.get("profiles") and name not in COMPOSE_ONLY_SERVICES
     }
 
 

@@ -8,7 +8,7 @@ Only `db` and the one-shot service run: nothing publishes a host port.
 
 import pytest
 
-from tests.compose import engine
+from tests.compose import engine, images
 from tests.support.commands import site_environment
 
 pytestmark = pytest.mark.engine
@@ -29,7 +29,7 @@ def test_an_existing_secrets_volume_keeps_its_password_and_key(compose_project):
     try:
         engine.docker(
             *("run", "--rm", "--entrypoint", "sh", "--volume", f"{volume}:/s"),
-            engine.STANDIN_IMAGES["postgres"],
+            images.image_for("postgres"),
             "-c",
             f"printf %s {LEGACY_PASSWORD} >/s/postgres_password"
             f" && printf %s {LEGACY_KEY} >/s/django_secret_key && chmod 0444 /s/*",

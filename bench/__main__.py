@@ -5,7 +5,7 @@ The benchmark suite, in one command:
     .venv/bin/python -m bench --quick         # a few seconds, checks it all works
 
 It starts, on loopback only, a throwaway PostgreSQL cluster and, for each
-target, gunicorn with docker/gunicorn.conf.py behind nginx with the project's
+target, gunicorn with docker/web/gunicorn.conf.py behind nginx with the project's
 template: by default the site and the ceiling app (bench/ceiling.py). It
 warms each target up, then loads them in turn, round after round (A B A B),
 with wrk: ``GET /``, then sign-up POSTs with a new address each. After every

@@ -6,10 +6,10 @@ HTML form with a token field and a token cookie), checks the token and the
 Origin on a sign-up, stores it with one ``INSERT ... ON CONFLICT DO NOTHING``
 over one persistent psycopg connection per worker, and redirects to the
 thank-you page, with the security headers the site sends. It runs under the
-same gunicorn settings (``docker/gunicorn.conf.py``), behind the same nginx
+same gunicorn settings (``docker/web/gunicorn.conf.py``), behind the same nginx
 template, against the same table of the same PostgreSQL:
 
-    gunicorn -c docker/gunicorn.conf.py bench.ceiling:application
+    gunicorn -c docker/web/gunicorn.conf.py bench.ceiling:application
 
 Nothing more: no framework, no validation beyond what keeps the table honest,
 no logging of its own. The site's figures divided by this app's are what the
@@ -38,7 +38,7 @@ PAGE = """<!doctype html>
   <meta charset="utf-8">
   <meta name="viewport" content="width=device-width, initial-scale=1">
   <title>Sign up</title>
-  <link rel="stylesheet" href="/static/accounts/site.css">
+  <link rel="stylesheet" href="/static/site/site.css">
 </head>
 <body>
   <main class="card">

@@ -371,7 +371,7 @@ def markdown(results):
         "and Host as a browser at `http://localhost:<port>` sends them."
     )
     add(
-        "- nginx: the project's template (`nginx/default.conf.template`) in the "
+        "- nginx: the project's template (`docker/nginx/default.conf.template`) in the "
         "official image's nginx.conf (`worker_processes auto`), rendered as "
         "the serving tests render it (rate limits lifted: every request comes "
         "from 127.0.0.1), one nginx per target; upstream `web` resolved by "
@@ -383,7 +383,7 @@ def markdown(results):
         + "; the site's role and database, reached over TCP with a password."
     )
     add(
-        "- gunicorn: `docker/gunicorn.conf.py`, which loads the site in the "
+        "- gunicorn: `docker/web/gunicorn.conf.py`, which loads the site in the "
         "master before forking and freezes it from the garbage collector; as "
         "each target ran it (`--print-config`):"
     )

@@ -1,7 +1,7 @@
 """
 The processes a benchmark runs, all on loopback and all stopped by their pid:
 a throwaway PostgreSQL cluster, and for each target (the site, the ceiling
-app, or a variant of either) gunicorn with ``docker/gunicorn.conf.py`` behind
+app, or a variant of either) gunicorn with ``docker/web/gunicorn.conf.py`` behind
 an nginx with the project's template.
 
 The nginx, template renderer, fake DNS and PostgreSQL cluster are the test
@@ -36,7 +36,7 @@ from tests.support.stack import (
 )
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-GUNICORN_CONFIG = PROJECT_ROOT / "docker" / "gunicorn.conf.py"
+GUNICORN_CONFIG = PROJECT_ROOT / "docker" / "web" / "gunicorn.conf.py"
 SITE_SETTINGS = "bench.site_settings"
 SITE_APP = "signup_site.wsgi:application"
 CEILING_APP = "bench.ceiling:application"
@@ -211,13 +211,13 @@ class BenchNginx(Nginx):
 
 
 class Gunicorn:
-    """gunicorn -c docker/gunicorn.conf.py APP on 127.0.0.1, a child process."""
+    """gunicorn -c docker/web/gunicorn.conf.py APP on 127.0.0.1, a child process."""
 
     def __init__(self, workdir, env, app, *, name, root=None, config=None):
         self.port = free_port()
         self.app = app
         self.root = Path(root or PROJECT_ROOT)
-        self.config = Path(config or self.root / "docker" / "gunicorn.conf.py")
+        self.config = Path(config or self.root / "docker" / "web" / "gunicorn.conf.py")
         self.env = {**env, "GUNICORN_BIND": f"127.0.0.1:{self.port}"}
         self.access_log = Path(workdir) / f"{name}.stdout"
         self.error_log = Path(workdir) / f"{name}.stderr"

@@ -110,6 +110,9 @@ USE_TZ = True
 # (signup_site.static_storage: Django's manifest storage, URLs kept).
 STATIC_URL = "/static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# The site-wide stylesheet and icon, used by every page and by nginx's own
+# error page, belong to the project rather than to an app: /static/site/.
+STATICFILES_DIRS = [("site", BASE_DIR / "signup_site" / "static")]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "signup_site.static_storage.HashedStaticFilesStorage"},

@@ -123,10 +123,10 @@ def variables_the_stack_reads():
         "signup_site/configuration.py": (
             r"\.(?:string|boolean|integer|secret|host_list)\(\s*\"([A-Z][A-Z0-9_]*)\""
         ),
-        "docker/gunicorn.conf.py": (
+        "docker/web/gunicorn.conf.py": (
             r"(?:_integer|_choice|environ\.get)\(\s*\"([A-Z][A-Z0-9_]*)\""
         ),
-        "docker/start-web.sh": r"(?<!\$)\$\{([A-Z][A-Z0-9_]*)",
+        "docker/web/start.sh": r"(?<!\$)\$\{([A-Z][A-Z0-9_]*)",
     }
     names = set()
     for name, pattern in patterns.items():

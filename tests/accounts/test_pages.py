@@ -33,7 +33,7 @@ def test_form_page_has_heading_and_accessible_fields(client):
 def test_pages_use_only_the_sites_own_stylesheet(client):
     html = client.get(SIGNUP_URL).content.decode()
 
-    assert '<link rel="stylesheet" href="/static/accounts/site.css">' in html
+    assert '<link rel="stylesheet" href="/static/site/site.css">' in html
     assert "http://" not in html
     assert "https://" not in html
 

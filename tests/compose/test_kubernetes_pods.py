@@ -218,7 +218,7 @@ def test_the_images_run_as_the_kubernetes_pods_run_them(
 
     def nginx_answers():
         try:
-            return requests.get(f"{base}/static/accounts/site.css", timeout=2).ok
+            return requests.get(f"{base}/static/site/site.css", timeout=2).ok
         except requests.ConnectionError:
             return False
 

@@ -22,7 +22,7 @@ ENV_EXAMPLE = ROOT / ".env.example"
 STACK_FILE = ROOT / "deploy" / "swarm" / "stack.yaml"
 COMPOSE_FILE = ROOT / "compose.yaml"
 DOCKERFILE = ROOT / "docker" / "Dockerfile"
-GUNICORN_CONFIG = ROOT / "docker" / "gunicorn.conf.py"
+GUNICORN_CONFIG = ROOT / "docker" / "web" / "gunicorn.conf.py"
 
 # Compose's way of finding the secrets it generates on first start; Swarm
 # mounts Docker secrets and names them through *_FILE instead.

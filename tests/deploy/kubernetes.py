@@ -34,7 +34,7 @@ KUBECTL = "kubectl"
 # the manifests claim (native preStop sleep is on by default from 1.30) and
 # the newest the validator knows.
 KUBERNETES_VERSIONS = ("1.32.0", "1.37.0")
-# gunicorn's graceful_timeout (docker/gunicorn.conf.py's default).
+# gunicorn's graceful_timeout (docker/web/gunicorn.conf.py's default).
 GUNICORN_GRACEFUL_TIMEOUT = 30
 RESTRICTED_CONTAINER = {
     "allowPrivilegeEscalation": False,

@@ -122,7 +122,7 @@ def test_database_stopped_gives_a_quick_503_and_recovers_without_restarts(
         started = time.monotonic()
         response = stack.sign_up("Outage", "outage@example.com", pair=pair)
         elapsed = time.monotonic() - started
-        static = stack.get("/static/accounts/site.css")
+        static = stack.get("/static/site/site.css")
         form = stack.get("/")
     finally:
         cluster.start()

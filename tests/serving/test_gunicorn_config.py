@@ -1,5 +1,5 @@
 """
-docker/gunicorn.conf.py: gunicorn accepts it, its defaults suit a container
+docker/web/gunicorn.conf.py: gunicorn accepts it, its defaults suit a container
 behind nginx, the environment overrides them, and a misconfigured site stops
 gunicorn before it starts any worker.
 """

@@ -87,7 +87,7 @@ def test_backup_and_restore_run_the_script_in_the_database_image(with_backup_pro
         assert mounts["/backups"]["source"] == "backups"
         assert mounts["/run/signup-secrets"]["read_only"] is True
         assert mounts["/usr/local/bin/signup-backup"]["source"] == str(
-            PROJECT_ROOT / "docker" / "backup.sh"
+            PROJECT_ROOT / "docker" / "db" / "backup.sh"
         )
         assert tool["environment"]["BACKUP_KEEP"] == "7"
         assert tool["environment"]["POSTGRES_USER"] == "signup"
@@ -125,7 +125,11 @@ def test_development_mode_reloads_code_with_debug_on(development):
         assert mounts[target]["type"] == "bind"
         assert mounts[target]["read_only"] is True
     nginx_mounts = {v["target"]: v for v in development["services"]["nginx"]["volumes"]}
-    assert nginx_mounts["/srv/static/accounts"]["read_only"] is True
+    assert nginx_mounts["/srv/static/site"]["source"] == str(
+        PROJECT_ROOT / "signup_site" / "static"
+    )
+    for target in ("/srv/static/site", "/srv/static/accounts"):
+        assert nginx_mounts[target]["read_only"] is True
 
 
 def test_development_mode_keeps_the_same_data_and_ports():

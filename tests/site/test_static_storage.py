@@ -8,11 +8,11 @@ from django.contrib.staticfiles.storage import ManifestStaticFilesStorage
 from signup_site.static_storage import HashedStaticFilesStorage
 
 MANIFEST = {
-    "accounts/site.css": "accounts/site.0123456789ab.css",
+    "site/site.css": "site/site.0123456789ab.css",
     "admin/css/base.css": "admin/css/base.ba9876543210.css",
     "admin/img/a file.svg": "admin/img/a file.feedc0ffee00.svg",
 }
-NAMES = [*MANIFEST, "accounts/site.css#top", "admin/img/a%20file.svg"]
+NAMES = [*MANIFEST, "site/site.css#top", "admin/img/a%20file.svg"]
 
 
 @pytest.fixture
@@ -33,17 +33,17 @@ def test_every_url_is_the_one_django_gives(storages, settings, debug):
 
     for _ in range(2):  # worked out, then kept
         assert [kept.url(name) for name in NAMES] == [django.url(n) for n in NAMES]
-        assert kept.url("accounts/site.css", force=True) == django.url(
-            "accounts/site.css", force=True
+        assert kept.url("site/site.css", force=True) == django.url(
+            "site/site.css", force=True
         )
 
 
 def test_the_debug_mode_is_part_of_what_is_kept(storages, settings):
     _, kept = storages
 
-    assert kept.url("accounts/site.css") == "/static/accounts/site.0123456789ab.css"
+    assert kept.url("site/site.css") == "/static/site/site.0123456789ab.css"
     settings.DEBUG = True
-    assert kept.url("accounts/site.css") == "/static/accounts/site.css"
+    assert kept.url("site/site.css") == "/static/site/site.css"
 
 
 def test_the_manifest_is_read_once_per_name(storages, monkeypatch):
@@ -54,10 +54,10 @@ def test_the_manifest_is_read_once_per_name(storages, monkeypatch):
         kept, "stored_name", lambda name: looked_up.append(name) or stored_name(name)
     )
 
-    urls = {kept.url("accounts/site.css") for _ in range(5)}
+    urls = {kept.url("site/site.css") for _ in range(5)}
 
-    assert urls == {"/static/accounts/site.0123456789ab.css"}
-    assert looked_up == ["accounts/site.css"]
+    assert urls == {"/static/site/site.0123456789ab.css"}
+    assert looked_up == ["site/site.css"]
 
 
 def test_a_file_missing_from_the_manifest_fails_every_time(storages):

@@ -33,9 +33,9 @@ from tests.support.postgres import free_port
 
 NGINX_BINARY = Path("/usr/sbin/nginx")
 MIME_TYPES = Path("/etc/nginx/mime.types")
-TEMPLATE = PROJECT_ROOT / "nginx" / "default.conf.template"
-GUNICORN_CONFIG = PROJECT_ROOT / "docker" / "gunicorn.conf.py"
-HSTS_SCRIPT = PROJECT_ROOT / "docker" / "nginx-hsts.envsh"
+TEMPLATE = PROJECT_ROOT / "docker" / "nginx" / "default.conf.template"
+GUNICORN_CONFIG = PROJECT_ROOT / "docker" / "web" / "gunicorn.conf.py"
+HSTS_SCRIPT = PROJECT_ROOT / "docker" / "nginx" / "hsts.envsh"
 # The production settings with STATIC_ROOT in a temporary directory.
 SITE_SETTINGS = "tests.serving.site_settings"
 
@@ -76,7 +76,7 @@ UPSTREAM_NAME = "web"
 # A page nginx passes to the site that needs no database: what the tests ask
 # for to see that nginx reaches gunicorn (nginx answers /healthz itself, 404).
 PROXIED_PROBE = "/thanks/"
-# Read by gunicorn itself or by docker/gunicorn.conf.py besides GUNICORN_*.
+# Read by gunicorn itself or by docker/web/gunicorn.conf.py besides GUNICORN_*.
 GUNICORN_VARIABLES = ("WEB_CONCURRENCY", "FORWARDED_ALLOW_IPS", "PORT")
 
 # The nginx.conf around the rendered template: the official image's
@@ -233,7 +233,7 @@ class LogFile:
 
 
 class Gunicorn:
-    """gunicorn -c docker/gunicorn.conf.py on 127.0.0.1, as a child process."""
+    """gunicorn -c docker/web/gunicorn.conf.py on 127.0.0.1, as a child process."""
 
     def __init__(self, workdir, env, *, port=None, name="gunicorn"):
         self.port = port or free_port()
@@ -533,7 +533,7 @@ def assert_branded_error_page(response, status, heading):
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert f"<h1>{heading}</h1>" in html
     # The site's own stylesheet, which nginx serves while the app is down.
-    assert '<link rel="stylesheet" href="/static/accounts/site.css">' in html
+    assert '<link rel="stylesheet" href="/static/site/site.css">' in html
     assert 'class="card"' in html
     assert '<a href="/">Back to the sign-up form</a>' in html
     # No script, nothing from any other site, nothing inline for a CSP to block.

@@ -4,4 +4,4 @@
 set -eu
 cd /app
 python manage.py bootstrap --no-input --timeout "${BOOTSTRAP_TIMEOUT:-60}"
-exec gunicorn --config docker/gunicorn.conf.py signup_site.wsgi:application
+exec gunicorn --config docker/web/gunicorn.conf.py signup_site.wsgi:application

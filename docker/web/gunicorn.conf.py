@@ -1,6 +1,6 @@
 # gunicorn settings for the sign-up site, behind nginx in a container:
 #
-#   gunicorn -c docker/gunicorn.conf.py [signup_site.wsgi:application]
+#   gunicorn -c docker/web/gunicorn.conf.py [signup_site.wsgi:application]
 #
 # Environment variables an operator may set (default in brackets):
 #

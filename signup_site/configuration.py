@@ -74,8 +74,11 @@ class Configuration:
         return self.public_scheme == "https"
 
 
-class _Reader:
-    """Reads variables and collects problems instead of stopping at the first."""
+class EnvironmentReader:
+    """Reads variables and collects problems instead of stopping at the first.
+
+    gunicorn.conf.py reads its own variables through it too, by the same rules.
+    """
 
     def __init__(self, environ_):
         self.env = environ.Env()
@@ -92,6 +95,8 @@ class _Reader:
         return default if value is None else value
 
     def boolean(self, name, default):
+        # Not env.bool: it reads any word it does not know as False, so a
+        # typo such as "ture" would silently turn a setting off.
         value = self.raw(name)
         if value is None or value.strip() == "":
             return default
@@ -111,8 +116,8 @@ class _Reader:
         if value is None or value.strip() == "":
             return default
         try:
-            number = int(value.strip())
-        except ValueError:
+            number = self.env.int(name)
+        except (ValueError, ImproperlyConfigured):  # the latter: a "$OTHER" unset
             number = None
         if number is None or number < minimum:
             self.problems.append(
@@ -121,10 +126,21 @@ class _Reader:
             return default
         return number
 
-    def host_list(self, name):
-        if not self.raw(name):
-            return []
-        return [host.strip() for host in self.env.list(name) if host.strip()]
+    def list(self, name, default=()):
+        """NAME's comma-separated items, blanks dropped; DEFAULT if there are none."""
+        items = [
+            item.strip() for item in self.env.list(name, default=[]) if item.strip()
+        ]
+        return items or list(default)
+
+    def choice(self, name, default, choices):
+        value = self.string(name, "").strip().lower() or default
+        if value not in choices:
+            self.problems.append(
+                f"{name}={value!r} is not one of {', '.join(choices)}."
+            )
+            return default
+        return value
 
     def secret(self, name, *, required, hint, generated=None):
         """
@@ -275,7 +291,7 @@ def _superuser(reader):
 
 def load(environ_=None):
     """Build the Configuration from ENVIRON_ (default: os.environ)."""
-    reader = _Reader(os.environ if environ_ is None else environ_)
+    reader = EnvironmentReader(os.environ if environ_ is None else environ_)
 
     secret_key = reader.secret(
         "DJANGO_SECRET_KEY",
@@ -296,7 +312,7 @@ def load(environ_=None):
         )
     debug = reader.boolean("DJANGO_DEBUG", False)
     origin, scheme, hostname = _public_url(reader)
-    extra_hosts = reader.host_list("DJANGO_ALLOWED_HOSTS")
+    extra_hosts = reader.list("DJANGO_ALLOWED_HOSTS")
     database = _database(reader)
     superuser = _superuser(reader)
     hsts_seconds = reader.integer("DJANGO_HSTS_SECONDS", 3600)

@@ -121,10 +121,10 @@ def variables_the_stack_reads():
         "compose.dev.yaml": r"(?<!\$)\$\{([A-Z][A-Z0-9_]*)",
         "deploy/swarm/stack.yaml": r"(?<!\$)\$\{([A-Z][A-Z0-9_]*)",
         "signup_site/configuration.py": (
-            r"\.(?:string|boolean|integer|secret|host_list)\(\s*\"([A-Z][A-Z0-9_]*)\""
+            r"\.(?:string|boolean|integer|secret|list|choice)\(\s*\"([A-Z][A-Z0-9_]*)\""
         ),
         "docker/web/gunicorn.conf.py": (
-            r"(?:_integer|_choice|environ\.get)\(\s*\"([A-Z][A-Z0-9_]*)\""
+            r"\.(?:string|integer|list|choice)\(\s*\"([A-Z][A-Z0-9_]*)\""
         ),
         "docker/web/start.sh": r"(?<!\$)\$\{([A-Z][A-Z0-9_]*)",
     }

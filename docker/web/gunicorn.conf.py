@@ -2,6 +2,9 @@
 #
 #   gunicorn -c docker/web/gunicorn.conf.py [signup_site.wsgi:application]
 #
+# from the project's root (the image's /app): it reads its variables through
+# signup_site.configuration, by the same rules as the site's own.
+#
 # Environment variables an operator may set (default in brackets):
 #
 #   GUNICORN_BIND                 address to listen on; several, comma-separated
@@ -31,68 +34,41 @@ import gc
 import os
 import sys
 
-_problems = []
+from signup_site.configuration import ConfigurationError, EnvironmentReader, load
 
-
-def _integer(name, default, minimum):
-    value = os.environ.get(name, "").strip()
-    if not value:
-        return default
-    try:
-        number = int(value)
-    except ValueError:
-        number = None
-    if number is None or number < minimum:
-        _problems.append(
-            f"{name}={value!r} is not a whole number of at least {minimum}."
-        )
-        return default
-    return number
-
-
-def _choice(name, default, choices):
-    value = os.environ.get(name, "").strip().lower() or default
-    if value not in choices:
-        _problems.append(f"{name}={value!r} is not one of {', '.join(choices)}.")
-        return default
-    return value
-
+_env = EnvironmentReader(os.environ)
 
 # Server socket: every interface of the container; compose publishes no port
 # for web, so only containers on its network (nginx) can connect.
-bind = [
-    address.strip()
-    for address in os.environ.get("GUNICORN_BIND", "0.0.0.0:8000").split(",")
-    if address.strip()
-]
+bind = _env.list("GUNICORN_BIND", default=["0.0.0.0:8000"])
 
 # Worker processes: an explicit count, because gunicorn's CPU count is the
 # host's, not the container's limit. (gunicorn itself reads WEB_CONCURRENCY
 # first and stops with a traceback if it is not a number at all.) Sync
 # workers, one request each: nginx buffers requests and responses, so slow
 # clients never hold a worker.
-workers = _integer("WEB_CONCURRENCY", 3, minimum=1)
+workers = _env.integer("WEB_CONCURRENCY", 3, minimum=1)
 worker_class = "sync"
 # Below nginx's 60 s proxy_read_timeout, so gunicorn ends a stuck request first.
-timeout = _integer("GUNICORN_TIMEOUT", 30, minimum=1)
+timeout = _env.integer("GUNICORN_TIMEOUT", 30, minimum=1)
 # As long as a request may run; the container's stop grace period must exceed it.
-graceful_timeout = _integer("GUNICORN_GRACEFUL_TIMEOUT", 30, minimum=0)
+graceful_timeout = _env.integer("GUNICORN_GRACEFUL_TIMEOUT", 30, minimum=0)
 # Sync workers close every connection after one response and ignore this;
 # nginx opens one per request anyway. It matters only with threads.
-keepalive = _integer("GUNICORN_KEEPALIVE", 5, minimum=1)
+keepalive = _env.integer("GUNICORN_KEEPALIVE", 5, minimum=1)
 # Replace each worker after about this many requests to contain slow leaks.
 # A worker grows by about 1 MB per 10,000 requests (measured: bench/, see
 # docs/performance.md); a new one costs its first requests a few tens of ms
 # each while it warms up, which at 1000 showed in the p99 under load.
-max_requests = _integer("GUNICORN_MAX_REQUESTS", 10000, minimum=0)
-max_requests_jitter = _integer("GUNICORN_MAX_REQUESTS_JITTER", 1000, minimum=0)
+max_requests = _env.integer("GUNICORN_MAX_REQUESTS", 10000, minimum=0)
+max_requests_jitter = _env.integer("GUNICORN_MAX_REQUESTS_JITTER", 1000, minimum=0)
 
 # Server mechanics: the heartbeat file is touched constantly; on tmpfs that
 # never waits for a disk (Docker mounts /dev/shm as tmpfs). gunicorn makes it
 # with mkstemp and unlinks it at once, so a shared directory is safe.
 _SHM = "/dev/shm"  # noqa: S108
-if os.environ.get("GUNICORN_WORKER_TMP_DIR"):
-    worker_tmp_dir = os.environ["GUNICORN_WORKER_TMP_DIR"]
+if _env.string("GUNICORN_WORKER_TMP_DIR"):
+    worker_tmp_dir = _env.string("GUNICORN_WORKER_TMP_DIR")
 elif os.path.isdir(_SHM):
     worker_tmp_dir = _SHM
 # Only nginx's own X-Forwarded-Proto could switch wsgi.url_scheme to https,
@@ -102,13 +78,13 @@ elif os.path.isdir(_SHM):
 # where nginx overwrites the header on every request). "*" would also let any
 # container on the network set SCRIPT_NAME through gunicorn's forwarder
 # headers; nothing here needs that.
-forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+forwarded_allow_ips = _env.string("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 secure_scheme_headers = {"X-FORWARDED-PROTO": "https"}
 # gunicornc's control socket (gunicorn 25.1+) is off unless asked for: by
 # default it goes to $HOME/.gunicorn/gunicorn.ctl, a path every gunicorn of
 # the same user shares, and nothing in this deployment uses it.
-if os.environ.get("GUNICORN_CONTROL_SOCKET"):
-    control_socket = os.environ["GUNICORN_CONTROL_SOCKET"]
+if _env.string("GUNICORN_CONTROL_SOCKET"):
+    control_socket = _env.string("GUNICORN_CONTROL_SOCKET")
 else:
     control_socket_disable = True
 # The default application, so the container command can leave it out.
@@ -118,7 +94,7 @@ wsgi_app = "signup_site.wsgi:application"
 # is the X-Forwarded-For nginx sets; rid is nginx's request id, rt seconds.
 accesslog = "-"
 errorlog = "-"
-loglevel = _choice(
+loglevel = _env.choice(
     "GUNICORN_LOG_LEVEL", "info", ("debug", "info", "warning", "error", "critical")
 )
 access_log_format = (
@@ -126,10 +102,10 @@ access_log_format = (
     'rid=%({x-request-id}i)s peer=%(h)s pid=%(p)s "%(f)s" "%(a)s"'
 )
 
-if _problems:
+if _env.problems:
     sys.stderr.write(
         "gunicorn is not configured correctly:\n"
-        + "".join(f"  - {problem}\n" for problem in _problems)
+        + "".join(f"  - {problem}\n" for problem in _env.problems)
     )
     sys.exit(1)
 
@@ -144,8 +120,6 @@ def on_starting(server):
     would print a traceback before the master gave up ("Worker failed to
     boot"). Stop here instead, once, with the list of what to fix.
     """
-    from signup_site.configuration import ConfigurationError, load
-
     try:
         load()
     except ConfigurationError as exc:

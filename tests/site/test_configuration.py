@@ -1,6 +1,6 @@
 import pytest
 
-from signup_site.configuration import ConfigurationError, load
+from signup_site.configuration import ConfigurationError, EnvironmentReader, load
 from tests.support.commands import manage, site_environment
 
 GOOD_KEY = "0123456789abcdefghijklmnopqrstuvwxyz" * 2
@@ -438,3 +438,18 @@ def test_a_bad_admin_url_stops_start_up_with_one_message():
     assert "Traceback" not in result.stderr
     assert result.stderr.startswith("The site is not configured correctly (1 problem):")
     assert "  - DJANGO_ADMIN_URL='/admin' is not an admin path" in result.stderr
+
+
+def test_the_reader_gunicorn_shares_collects_its_problems_too():
+    reader = EnvironmentReader(
+        {"BIND": " a:1, ,b:2 ", "LEVEL": "Loud", "WORKERS": "$UNSET_NAME"}
+    )
+
+    assert reader.list("BIND") == ["a:1", "b:2"]
+    assert reader.list("NOT_SET", default=["c:3"]) == ["c:3"]
+    assert reader.choice("LEVEL", "info", ("info", "debug")) == "info"
+    assert reader.integer("WORKERS", 3, minimum=1) == 3
+    assert reader.problems == [
+        "LEVEL='loud' is not one of info, debug.",
+        "WORKERS='$UNSET_NAME' is not a whole number of at least 1.",
+    ]

@@ -30,7 +30,6 @@
 # Anything else goes in GUNICORN_CMD_ARGS, which gunicorn applies after this
 # file (then the command line wins over both).
 
-import gc
 import os
 import sys
 
@@ -102,50 +101,24 @@ access_log_format = (
     'rid=%({x-request-id}i)s peer=%(h)s pid=%(p)s "%(f)s" "%(a)s"'
 )
 
+# Every problem is reported here, at once, before gunicorn loads the site or
+# binds anything: the site's own configuration too, which Django would only
+# read while loading the application, and stop with a traceback.
 if _env.problems:
     sys.stderr.write(
         "gunicorn is not configured correctly:\n"
         + "".join(f"  - {problem}\n" for problem in _env.problems)
     )
+try:
+    load()
+except ConfigurationError as exc:
+    sys.stderr.write(f"{exc}\n")
+    sys.exit(1)
+if _env.problems:
     sys.exit(1)
 
-
-# Server hooks
-
-
-def on_starting(server):
-    """Check the site's configuration before binding or forking anything.
-
-    Django reads it only when a worker loads the application: every worker
-    would print a traceback before the master gave up ("Worker failed to
-    boot"). Stop here instead, once, with the list of what to fix.
-    """
-    try:
-        load()
-    except ConfigurationError as exc:
-        sys.stderr.write(f"{exc}\n")
-        sys.stderr.flush()
-        sys.exit(1)
-
-
-def when_ready(server):
-    """Load the site in the master, once, before any worker is forked.
-
-    Workers are then copies of a process that has imported Django and the
-    site: each starts in milliseconds instead of importing everything again
-    (about half a second of CPU), which matters because max_requests replaces
-    every worker now and then. This is gunicorn's
-    preload_app, done here rather than with that setting so that on_starting
-    has checked the configuration first. Nothing connects to the database at
-    import time, so no connection is shared between workers. With --reload
-    (development) each worker keeps loading the code itself.
-
-    Then everything loaded so far is frozen out of the garbage collector's
-    reach: it lives as long as the process anyway, and a worker's collections
-    would otherwise walk (and so write to, and copy) every page of it that
-    it shares with the master.
-    """
-    if not server.cfg.reload:
-        server.app.wsgi()
-        gc.collect()
-        gc.freeze()
+# Load the site in the master, once, before any worker is forked: a new
+# worker (max_requests replaces each now and then) starts in milliseconds
+# instead of importing Django and the site again. Nothing connects to the
+# database at import time, so no connection is shared between workers.
+preload_app = True

@@ -66,6 +66,8 @@ def test_defaults_suit_a_container_behind_nginx():
     assert config["forwarded_allow_ips"] == "['127.0.0.1', '::1']"
     assert config["secure_scheme_headers"] == "{'X-FORWARDED-PROTO': 'https'}"
     assert config["control_socket_disable"] == "True"
+    # gunicorn's own preload: workers are forks of a master that loaded the site.
+    assert config["preload_app"] == "True"
     assert config["accesslog"] == "-"
     assert config["errorlog"] == "-"
     assert "%({x-request-id}i)s" in config["access_log_format"]
@@ -151,3 +153,23 @@ def test_a_misconfigured_site_stops_gunicorn_at_once_with_the_list():
     assert "Traceback" not in output
     assert "Booting worker" not in output
     assert "Listening at" not in output
+
+
+def test_gunicorn_and_site_problems_are_listed_together_before_anything_starts():
+    env = bare_environment(
+        WEB_CONCURRENCY="0",
+        DJANGO_DEBUG="maybe",
+        GUNICORN_BIND=f"127.0.0.1:{free_port()}",
+    )
+
+    result = gunicorn(env=env)
+
+    assert result.returncode == 1
+    assert result.stderr.startswith(
+        "gunicorn is not configured correctly:\n"
+        "  - WEB_CONCURRENCY='0' is not a whole number of at least 1.\n"
+        "The site is not configured correctly (2 problems):\n"
+    )
+    assert "  - DJANGO_DEBUG='maybe' is not a boolean" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "Listening at" not in result.stdout + result.stderr

@@ -73,6 +73,16 @@ def test_each_service_mounts_only_the_secrets_it_uses(with_backup_profile):
     assert "POSTGRES_PASSWORD" not in services["db"]["environment"]
 
 
+def test_the_database_healthcheck_probes_tcp_and_reads_no_secret(with_backup_profile):
+    # The secret lookup lives in signup_site/configuration.py and
+    # docker/db/backup.sh only; readiness needs no password.
+    (kind, probe) = with_backup_profile["services"]["db"]["healthcheck"]["test"]
+
+    assert kind == "CMD-SHELL"
+    assert probe.startswith("pg_isready --quiet --host=127.0.0.1 ")
+    assert "PASSWORD" not in probe
+
+
 def test_backup_and_restore_run_the_script_in_the_database_image(with_backup_profile):
     services = with_backup_profile["services"]
     backup, restore = services["backup"], services["restore"]

@@ -298,33 +298,30 @@ def test_url_special_password_works_end_to_end(throwaway_cluster, tmp_path):
     assert cluster.psql("SELECT count(*) FROM accounts_signup", "sign up") == "2"
 
 
+# What libpq or the server says, and the plain words bootstrap prints.
+PERMANENT_FAILURES = {
+    'connection failed: FATAL:  password authentication failed for user "x"': (
+        "authentication failed"
+    ),
+    'FATAL:  role "x" does not exist': "authentication failed (no such user)",
+    'FATAL:  database "x" does not exist': "database missing",
+}
+PASSING_FAILURES = {
+    "FATAL:  the database system is starting up": "starting up",
+    "connection refused\n\tIs the server running": "unreachable (connection refused)",
+    'could not translate host name "db" to address': (
+        "unreachable (host name not found)"
+    ),
+    "timeout expired": "unreachable (no answer)",
+    "something new": "unreachable (something new)",
+}
+
+
 @pytest.mark.parametrize(
     ("message", "cause", "permanent"),
     [
-        (
-            'connection failed: FATAL:  password authentication failed for user "x"',
-            "authentication failed",
-            True,
-        ),
-        (
-            'FATAL:  role "x" does not exist',
-            "authentication failed (no such user)",
-            True,
-        ),
-        ('FATAL:  database "x" does not exist', "database missing", True),
-        ("FATAL:  the database system is starting up", "starting up", False),
-        (
-            "connection refused\n\tIs the server running",
-            "unreachable (connection refused)",
-            False,
-        ),
-        (
-            'could not translate host name "db" to address',
-            "unreachable (host name not found)",
-            False,
-        ),
-        ("timeout expired", "unreachable (no answer)", False),
-        ("something new", "unreachable (something new)", False),
+        *((message, cause, True) for message, cause in PERMANENT_FAILURES.items()),
+        *((message, cause, False) for message, cause in PASSING_FAILURES.items()),
     ],
 )
 def test_connection_failures_are_described_in_plain_words(message, cause, permanent):

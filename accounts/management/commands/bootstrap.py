@@ -18,34 +18,28 @@ MIGRATION_LOCK_KEY = 0x7369676E75706D67
 FIRST_RETRY_DELAY = 0.5
 MAX_RETRY_DELAY = 5.0
 
-# Fragments of libpq/PostgreSQL messages, mapped to the plain-words cause and
-# whether it is permanent: waiting cannot fix it, so bootstrap stops at once.
-# Server messages are English in the official image.
-FAILURE_CAUSES = (
-    ("password authentication failed", "authentication failed", True),
-    ("no password supplied", "authentication failed (no password given)", True),
-    ("role ", "authentication failed (no such user)", True),
-    (
-        "pg_hba.conf",
-        "authentication failed (connection not allowed by pg_hba.conf)",
-        True,
-    ),
-    ("database ", "database missing", True),
-    ("the database system is starting up", "starting up", False),
-    ("the database system is shutting down", "shutting down", False),
-    ("the database system is in recovery mode", "in recovery", False),
-    ("connection refused", "unreachable (connection refused)", False),
-    ("could not translate host name", "unreachable (host name not found)", False),
-    ("failed to resolve host", "unreachable (host name not found)", False),
-    ("name or service not known", "unreachable (host name not found)", False),
-    (
-        "temporary failure in name resolution",
-        "unreachable (host name not found)",
-        False,
-    ),
-    ("timeout expired", "unreachable (no answer)", False),
-    ("no route to host", "unreachable (no route to host)", False),
-)
+# Fragments of libpq/PostgreSQL messages, mapped to the cause in plain words.
+# Server messages are English in the official image. A permanent cause stops
+# bootstrap at once: waiting cannot fix it.
+PERMANENT_CAUSES = {
+    "password authentication failed": "authentication failed",
+    "no password supplied": "authentication failed (no password given)",
+    "role ": "authentication failed (no such user)",
+    "pg_hba.conf": "authentication failed (connection not allowed by pg_hba.conf)",
+    "database ": "database missing",
+}
+PASSING_CAUSES = {
+    "the database system is starting up": "starting up",
+    "the database system is shutting down": "shutting down",
+    "the database system is in recovery mode": "in recovery",
+    "connection refused": "unreachable (connection refused)",
+    "could not translate host name": "unreachable (host name not found)",
+    "failed to resolve host": "unreachable (host name not found)",
+    "name or service not known": "unreachable (host name not found)",
+    "temporary failure in name resolution": "unreachable (host name not found)",
+    "timeout expired": "unreachable (no answer)",
+    "no route to host": "unreachable (no route to host)",
+}
 ADVICE = {
     "authentication failed": (
         "check POSTGRES_USER and POSTGRES_PASSWORD. PostgreSQL keeps the password "
@@ -59,11 +53,12 @@ ADVICE = {
 def describe_failure(exc):
     """Return (cause in plain words, permanent) for a failed connection attempt."""
     message = str(exc).lower()
-    for fragment, cause, permanent in FAILURE_CAUSES:
-        if fragment in message and (
-            fragment not in ("role ", "database ") or "does not exist" in message
-        ):
-            return cause, permanent
+    for causes, permanent in ((PERMANENT_CAUSES, True), (PASSING_CAUSES, False)):
+        for fragment, cause in causes.items():
+            if fragment in message and (
+                fragment not in ("role ", "database ") or "does not exist" in message
+            ):
+                return cause, permanent
     last_line = str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc)
     return f"unreachable ({last_line.strip()})", False
 

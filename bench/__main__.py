@@ -30,8 +30,10 @@ from bench import owner as owner_paths
 from bench import report
 from bench.load import run_phase
 from bench.loader import load
-from bench.stack import PROJECT_ROOT, Stack, TargetSpec
+from bench.stack import Stack, TargetSpec
+from loopback.processes import PROJECT_ROOT
 
+POSTGRES_SETTINGS = ("fsync", "synchronous_commit", "shared_buffers", "max_connections")
 DEFAULT_REPORT = PROJECT_ROOT / "docs" / "performance.md"
 QUICK = {
     "rounds": 1,
@@ -304,12 +306,10 @@ def main(argv=None):
                 "machine": machine,
                 "load_average_end": report.machine()["load_average"],
                 "versions": report.versions(stack.database),
-                "postgresql": stack.database.settings(
-                    "fsync",
-                    "synchronous_commit",
-                    "shared_buffers",
-                    "max_connections",
-                ),
+                "postgresql": {
+                    name: stack.database.query(f"SHOW {name}")
+                    for name in POSTGRES_SETTINGS
+                },
                 "gunicorn_keys": gunicorn_keys,
             },
             "targets": [

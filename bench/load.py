@@ -198,7 +198,7 @@ def run_phase(
         args = (cookie, token, uuid.uuid4().hex[:12])
         headers.append(f"Origin: http://{target.host}")
     nginx_log = LogSlice(target.nginx_access_log)
-    gunicorn_log = LogSlice(target.gunicorn.access_log)
+    gunicorn_log = LogSlice(target.gunicorn.access_log.path)
     rows_before = database.rows() if scenario == "post" else None
     cpu_before = cpu_snapshot(target, database)
 
@@ -214,7 +214,7 @@ def run_phase(
     )
     # Requests wrk cut off when its time was up may still be running in a
     # worker: wait until gunicorn has logged the last one.
-    settle(target.gunicorn.access_log)
+    settle(target.gunicorn.access_log.path)
     settle(target.nginx_access_log, quiet=0.1)
     wrk_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = {

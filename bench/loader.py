@@ -25,238 +25,35 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
-FIRST_NAMES = [
-    "Ada",
-    "Grace",
-    "Alan",
-    "Margaret",
-    "Katherine",
-    "Dorothy",
-    "Barbara",
-    "Frances",
-    "Radia",
-    "Hedy",
-    "Linus",
-    "Guido",
-    "Ken",
-    "Dennis",
-    "Bjarne",
-    "James",
-    "Anders",
-    "Yukihiro",
-    "Larry",
-    "Brendan",
-    "Sophie",
-    "Emma",
-    "Olivia",
-    "Noah",
-    "Liam",
-    "Lucas",
-    "Mia",
-    "Léa",
-    "Chloé",
-    "Zoë",
-    "Noémie",
-    "Hélène",
-    "José",
-    "María",
-    "Lucía",
-    "Sofía",
-    "Martín",
-    "Andrés",
-    "Begoña",
-    "Iñigo",
-    "João",
-    "Conceição",
-    "Jürgen",
-    "Lukas",
-    "Jonas",
-    "Anna",
-    "Lena",
-    "Søren",
-    "Åsa",
-    "Björn",
-    "Øystein",
-    "Ingrid",
-    "Łukasz",
-    "Małgorzata",
-    "Wojciech",
-    "Agnieszka",
-    "Paweł",
-    "Zofia",
-    "Krzysztof",
-    "Jiří",
-    "Ioana",
-    "Mihai",
-    "Dmitri",
-    "Olga",
-    "Nikolai",
-    "Tatiana",
-    "Aleksandr",
-    "Yevgenia",
-    "Aarav",
-    "Priya",
-    "Ananya",
-    "Rohan",
-    "Vikram",
-    "Lakshmi",
-    "Wei",
-    "Li",
-    "Xiaoming",
-    "Mei",
-    "Jian",
-    "Hiroshi",
-    "Yuki",
-    "Haruto",
-    "Sakura",
-    "Minh",
-    "Linh",
-    "Thanh",
-    "Ji-woo",
-    "Seo-yeon",
-    "Fatima",
-    "Omar",
-    "Layla",
-    "Youssef",
-    "Amira",
-    "Karim",
-    "Nour",
-    "Mehmet",
-    "Ayşe",
-    "Emre",
-    "Elif",
-    "Chidi",
-    "Amara",
-    "Kwame",
-    "Abena",
-    "Tendai",
-    "Thandiwe",
-    "Sipho",
-    "Aroha",
-    "Tane",
-    "Siobhán",
-    "Seán",
-    "Niamh",
-    "Eoin",
-    "Mary-Jane",
-    "Jean-Luc",
-    "Anne-Marie",
-    "Renée",
-    "D'Arcy",
-]
-LAST_NAMES = [
-    "Lovelace",
-    "Hopper",
-    "Turing",
-    "Hamilton",
-    "Johnson",
-    "Vaughan",
-    "Liskov",
-    "Allen",
-    "Perlman",
-    "Lamarr",
-    "Torvalds",
-    "van-Rossum",
-    "Thompson",
-    "Ritchie",
-    "Stroustrup",
-    "Gosling",
-    "Hejlsberg",
-    "Matsumoto",
-    "Wall",
-    "Eich",
-    "Smith",
-    "Jones",
-    "Williams",
-    "Brown",
-    "Taylor",
-    "Martin",
-    "Bernard",
-    "Dubois",
-    "Lefèvre",
-    "Moreau",
-    "García",
-    "Rodríguez",
-    "Fernández",
-    "López",
-    "Martínez",
-    "Muñoz",
-    "Gonçalves",
-    "Müller",
-    "Schmidt",
-    "Schneider",
-    "Fischer",
-    "Weiß",
-    "Größ",
-    "Nørgaard",
-    "Ångström",
-    "Lindqvist",
-    "Kowalski",
-    "Kowalska",
-    "Wiśniewski",
-    "Wójcik",
-    "Dvořák",
-    "Novák",
-    "Popescu",
-    "Ivanov",
-    "Petrova",
-    "Smirnov",
-    "Sharma",
-    "Patel",
-    "Iyer",
-    "Reddy",
-    "Gupta",
-    "Wang",
-    "Zhang",
-    "Chen",
-    "Liu",
-    "Nakamura",
-    "Tanaka",
-    "Suzuki",
-    "Nguyễn",
-    "Trần",
-    "Kim",
-    "Park",
-    "Lee",
-    "Haddad",
-    "Khalil",
-    "Mansour",
-    "Yılmaz",  # noqa: RUF001 (Turkish dotless i)
-    "Öztürk",
-    "Şahin",
-    "Okafor",
-    "Mensah",
-    "Boateng",
-    "Dlamini",
-    "Ngata",
-    "O'Brien",
-    "O'Connor",
-    "MacLeod",
-    "Ní-Bhriain",
-    "Smith-Jones",
-    "de-la-Cruz",
-    "van-der-Berg",
-]
-# Providers people sign up with, roughly by how often.
-DOMAINS = (
-    ("gmail.com", 30),
-    ("outlook.com", 8),
-    ("hotmail.com", 7),
-    ("yahoo.com", 7),
-    ("icloud.com", 6),
-    ("proton.me", 3),
-    ("gmx.de", 3),
-    ("web.de", 2),
-    ("orange.fr", 2),
-    ("libero.it", 1),
-    ("yandex.ru", 1),
-    ("qq.com", 2),
-    ("naver.com", 1),
-    ("example.org", 4),
-    ("mail.example.com", 3),
-    ("university.example.edu", 3),
-    ("company.example", 4),
-)
+FIRST_NAMES = """
+    Ada Grace Alan Margaret Katherine Dorothy Barbara Frances Radia Hedy Linus Guido Ken
+    Dennis Bjarne James Anders Yukihiro Larry Brendan Sophie Emma Olivia Noah Liam Lucas
+    Mia Léa Chloé Zoë Noémie Hélène José María Lucía Sofía Martín Andrés Begoña Iñigo
+    João Conceição Jürgen Lukas Jonas Anna Lena Søren Åsa Björn Øystein Ingrid Łukasz
+    Małgorzata Wojciech Agnieszka Paweł Zofia Krzysztof Jiří Ioana Mihai Dmitri Olga
+    Nikolai Tatiana Aleksandr Yevgenia Aarav Priya Ananya Rohan Vikram Lakshmi Wei Li
+    Xiaoming Mei Jian Hiroshi Yuki Haruto Sakura Minh Linh Thanh Ji-woo Seo-yeon Fatima
+    Omar Layla Youssef Amira Karim Nour Mehmet Ayşe Emre Elif Chidi Amara Kwame Abena
+    Tendai Thandiwe Sipho Aroha Tane Siobhán Seán Niamh Eoin Mary-Jane Jean-Luc
+    Anne-Marie Renée D'Arcy
+"""
+LAST_NAMES = """
+    Lovelace Hopper Turing Hamilton Johnson Vaughan Liskov Allen Perlman Lamarr Torvalds
+    van-Rossum Thompson Ritchie Stroustrup Gosling Hejlsberg Matsumoto Wall Eich Smith
+    Jones Williams Brown Taylor Martin Bernard Dubois Lefèvre Moreau García Rodríguez
+    Fernández López Martínez Muñoz Gonçalves Müller Schmidt Schneider Fischer Weiß Größ
+    Nørgaard Ångström Lindqvist Kowalski Kowalska Wiśniewski Wójcik Dvořák Novák Popescu
+    Ivanov Petrova Smirnov Sharma Patel Iyer Reddy Gupta Wang Zhang Chen Liu Nakamura
+    Tanaka Suzuki Nguyễn Trần Kim Park Lee Haddad Khalil Mansour Yılmaz Öztürk Şahin
+    Okafor Mensah Boateng Dlamini Ngata O'Brien O'Connor MacLeod Ní-Bhriain Smith-Jones
+    de-la-Cruz van-der-Berg
+"""  # noqa: RUF001 (the Turkish dotless i)
+# Providers people sign up with, with how often, roughly.
+DOMAINS = """
+    gmail.com:30 outlook.com:8 hotmail.com:7 yahoo.com:7 icloud.com:6 proton.me:3
+    gmx.de:3 web.de:2 orange.fr:2 libero.it:1 yandex.ru:1 qq.com:2 naver.com:1
+    example.org:4 mail.example.com:3 university.example.edu:3 company.example:4
+"""
 # Letters NFKD does not take apart.
 ASCII_FOLD = str.maketrans(
     {
@@ -282,19 +79,23 @@ def ascii_fold(text):
 def name_parts():
     """(display, ASCII for the email) of every first and last name; a hyphen
     in a last name stands for a space (van-Rossum is "van Rossum")."""
-    firsts = [(first, ascii_fold(first).lower()) for first in FIRST_NAMES]
+    firsts = [(first, ascii_fold(first).lower()) for first in FIRST_NAMES.split()]
     lasts = [
         (last.replace("-", " "), ascii_fold(last).replace("-", "").lower())
-        for last in LAST_NAMES
+        for last in LAST_NAMES.split()
     ]
     return firsts, lasts
 
 
 def rows(count, seed=2026, now=None):
     """COUNT (name, email, signed_up_at text) tuples, oldest first."""
-    rng = random.Random(seed)  # noqa: S311 (test data, reproducible)
+    rng = random.Random(seed)
     firsts, lasts = name_parts()
-    domains = [domain for domain, weight in DOMAINS for _ in range(weight)]
+    domains = [
+        domain
+        for domain, weight in (entry.split(":") for entry in DOMAINS.split())
+        for _ in range(int(weight))
+    ]
     now = now or datetime.now(UTC).replace(microsecond=0)
     start = now - timedelta(days=365 * YEARS)
     span = (now - start).total_seconds()

@@ -19,7 +19,8 @@ from urllib.parse import quote
 import requests
 
 from bench.load import BROWSER_HEADERS, LogSlice, run_wrk, settle
-from bench.stack import CSRF_FIELD, PROJECT_ROOT, TargetSpec, proc_status
+from bench.stack import CSRF_FIELD, TargetSpec
+from loopback.processes import PROJECT_ROOT, manage, proc_status
 
 ADMIN_USER = "owner"
 CHANGELIST = "/admin/accounts/signup/"
@@ -175,14 +176,7 @@ def bootstrap_runs(env, *, runs):
     walls = []
     for _ in range(runs):
         started = time.monotonic()
-        result = subprocess.run(
-            [sys.executable, "manage.py", "bootstrap", "--no-input", "--timeout", "10"],
-            env=env,
-            cwd=PROJECT_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        result = manage("bootstrap", "--no-input", "--timeout", "10", env=env)
         walls.append(time.monotonic() - started)
         if result.returncode != 0 or "schema already up to date" not in result.stdout:
             raise RuntimeError(f"bootstrap failed:\n{result.stdout}{result.stderr}")
@@ -294,14 +288,16 @@ def worker_memory(stack, spec, *, requests_wanted, time_limit):
             remaining = time_limit - (time.monotonic() - started)
             run_wrk(
                 target,
-                "mixed.lua",
-                (cookie, token, uuid.uuid4().hex[:12]),
+                "signup.lua",
+                (cookie, token, uuid.uuid4().hex[:12], "mixed"),
                 duration=max(1, min(5, int(remaining))),
                 connections=2,
                 headers=[*BROWSER_HEADERS, f"Origin: http://{target.host}"],
             )
-            settle(target.gunicorn.access_log, quiet=0.2)
-            served = len(PUBLIC_REQUEST.findall(target.gunicorn.access_log.read_text()))
+            settle(target.gunicorn.access_log.path, quiet=0.2)
+            served = len(
+                PUBLIC_REQUEST.findall(target.gunicorn.access_log.path.read_text())
+            )
         if target.gunicorn.workers() != [worker]:
             raise RuntimeError("the worker was replaced during the measurement")
         return {

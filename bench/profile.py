@@ -168,7 +168,8 @@ def instructions(scenario, requests, *, env, root):
 
 
 def parent(options):
-    from bench.stack import PROJECT_ROOT, Stack
+    from bench.stack import Stack
+    from loopback.processes import PROJECT_ROOT
 
     if options.instructions:
         # Warm-up is min(200, N) requests: equal for both runs from N=200.
@@ -235,7 +236,7 @@ def main(argv=None):
     if options.child:
         child(options.scenario[0], options.requests, options.profile, options.top)
     else:
-        from bench.stack import PROJECT_ROOT
+        from loopback.processes import PROJECT_ROOT
 
         options.variants = [
             (settings, PROJECT_ROOT) for settings in options.settings or []

@@ -94,7 +94,8 @@ def main(argv=None):
         child(options.explain, options.email, options.profile)
         return
     from bench.loader import load
-    from bench.stack import PROJECT_ROOT, Stack
+    from bench.stack import Stack
+    from loopback.processes import PROJECT_ROOT
 
     with Stack([]) as stack:
         with stack.database.connect() as conn:

@@ -9,13 +9,12 @@ import platform
 import re
 import statistics
 import subprocess
-import sys
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 
 from bench.load import wrk_version
-from tests.support.stack import NGINX_BINARY
+from loopback.nginx import NGINX_BINARY
 
 # The issue's targets, on this machine type, in one run.
 CPU_PARTS = ("app", "nginx", "postgres", "wrk")
@@ -118,7 +117,7 @@ def versions(database):
         "django": version("django"),
         "gunicorn": version("gunicorn"),
         "psycopg": version("psycopg"),
-        "postgresql": database.version(),
+        "postgresql": database.query("SHOW server_version"),
         "nginx": _run(str(NGINX_BINARY), "-v").removeprefix("nginx version: "),
         "wrk": wrk_version(),
     }
@@ -127,14 +126,7 @@ def versions(database):
 def gunicorn_settings(target):
     """The settings gunicorn would run TARGET with (``--print-config``)."""
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "-c",
-            str(target.gunicorn.config),
-            "--print-config",
-        ],
+        [*target.gunicorn.command[:-1], "--print-config"],
         env=target.env,
         cwd=target.gunicorn.root,
         capture_output=True,

@@ -1,7 +1,7 @@
 import pytest
 
+from loopback.postgres import ThrowawayCluster
 from tests.support.commands import OWNER_PASSWORD, OWNER_USERNAME
-from tests.support.postgres import ThrowawayCluster
 
 
 @pytest.fixture

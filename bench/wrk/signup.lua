@@ -1,8 +1,9 @@
 -- Sign-up POSTs to /, each with a new email address, all with the same CSRF
--- cookie and form token, as one browser reusing its form would. The Origin,
+-- cookie and form token, as one browser reusing its form would; with MIXED,
+-- alternately GET / and a POST (the worker memory measurement). The Origin,
 -- Host and Accept-Encoding headers come from the command line (-H).
 --
---   wrk ... -s signup.lua URL -- COOKIE TOKEN TAG
+--   wrk ... -s signup.lua URL -- COOKIE TOKEN TAG [mixed]
 --
 -- Addresses are ada.TAG.THREAD.N@example.com: TAG is new for every run, so
 -- no two POSTs of a benchmark share an address and each one adds a row.
@@ -14,18 +15,22 @@ function setup(thread)
   thread:set("thread_number", threads)
 end
 
-local cookie, token, tag
+local token, tag, mixed, form
 local counter = 0
 local headers = {}
 
 function init(args)
-  cookie, token, tag = args[1], args[2], args[3]
+  token, tag, mixed = args[2], args[3], args[4] == "mixed"
   headers["Content-Type"] = "application/x-www-form-urlencoded"
-  headers["Cookie"] = "csrftoken=" .. cookie
+  headers["Cookie"] = "csrftoken=" .. args[1]
+  form = wrk.format("GET", "/", { ["Cookie"] = headers["Cookie"] })
 end
 
 function request()
   counter = counter + 1
+  if mixed and counter % 2 == 1 then
+    return form
+  end
   local body = "csrfmiddlewaretoken=" .. token
     .. "&name=Ada+Lovelace"
     .. "&email=ada." .. tag .. "." .. thread_number .. "." .. counter

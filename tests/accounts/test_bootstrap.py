@@ -18,6 +18,7 @@ from django.core.management.base import CommandError
 from django.db import connection
 
 from accounts.management.commands.bootstrap import describe_failure
+from loopback.processes import free_port
 from tests.support.commands import (
     PROJECT_ROOT,
     TEST_SECRET_KEY,
@@ -25,7 +26,6 @@ from tests.support.commands import (
     site_environment,
     start_manage,
 )
-from tests.support.postgres import free_port
 
 SPECIAL_PASSWORD = "p@ss:w/rd#?%+ é"
 

@@ -19,9 +19,9 @@ import sys
 
 import pytest
 
+from loopback.nginx import NGINX_BINARY
 from tests.support.ci import unavailable
 from tests.support.commands import PROJECT_ROOT
-from tests.support.stack import NGINX_BINARY
 
 
 @pytest.fixture(scope="module")

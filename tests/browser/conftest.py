@@ -26,9 +26,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from loopback.nginx import NGINX_BINARY
 from tests.support import ci
 from tests.support.commands import PROJECT_ROOT, manage
-from tests.support.stack import NGINX_BINARY, ServingStack
+from tests.support.stack import ServingStack
 
 CHROMIUM = Path(os.environ.get("SIGNUP_TEST_CHROMIUM", "/usr/bin/chromium"))
 # Headless, and nothing that reaches out of the machine on its own (updates,

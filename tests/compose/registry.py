@@ -17,8 +17,8 @@ from pathlib import Path
 
 import requests
 
+from loopback.processes import free_port
 from tests.compose.engine import EngineUnavailable
-from tests.support.postgres import free_port
 
 REGISTRY_BINARY = "docker-registry"
 START_TIMEOUT = 20

@@ -23,10 +23,10 @@ from pathlib import Path
 import pytest
 import requests
 
+from loopback.processes import free_port
 from tests.compose import engine, images
 from tests.support.ci import running_in_ci
 from tests.support.commands import site_environment
-from tests.support.postgres import free_port
 
 pytestmark = pytest.mark.engine
 

@@ -24,12 +24,12 @@ import uuid
 import pytest
 import requests
 
+from loopback.processes import free_port
 from tests.compose import engine, swarm, traffic
 from tests.compose.images import STANDINS, compose_files, selected
 from tests.compose.swarm import Stack, wait_for
 from tests.support.ci import unavailable
 from tests.support.commands import site_environment
-from tests.support.postgres import free_port
 
 pytestmark = [pytest.mark.engine, pytest.mark.timeout(900)]
 

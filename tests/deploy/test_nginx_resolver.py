@@ -12,17 +12,13 @@ import subprocess
 import pytest
 import requests
 
+from loopback.dns import FakeDNS
+from loopback.nginx import NGINX_BINARY, Nginx
+from loopback.processes import free_port, make_workdir
 from tests.deploy import kubernetes as k8s
 from tests.support.ci import unavailable
 from tests.support.commands import PROJECT_ROOT
-from tests.support.stack import (
-    NGINX_BINARY,
-    EchoUpstream,
-    FakeDNS,
-    Nginx,
-    free_port,
-    make_workdir,
-)
+from tests.support.stack import EchoUpstream
 
 HOOK = PROJECT_ROOT / "docker" / "nginx" / "resolver.envsh"
 

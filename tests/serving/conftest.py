@@ -2,8 +2,9 @@
 Fixtures of the loopback serving tests: Debian's nginx with the project's
 template in front of gunicorn with the project's config, no Docker.
 
-Without /usr/sbin/nginx the tests that need it fail in CI (CI=true) and are
-skipped elsewhere; ``apt-get install nginx`` provides it.
+Without /usr/sbin/nginx or envsubst the tests that need them fail in CI
+(CI=true) and are skipped elsewhere; ``apt-get install nginx gettext-base``
+provides them.
 """
 
 import os
@@ -11,16 +12,11 @@ import shutil
 
 import pytest
 
+from loopback.dns import FakeDNS
+from loopback.nginx import NGINX_BINARY, Nginx
+from loopback.processes import free_port, make_workdir
 from tests.support.ci import unavailable
-from tests.support.stack import (
-    NGINX_BINARY,
-    EchoUpstream,
-    FakeDNS,
-    Nginx,
-    ServingStack,
-    free_port,
-    make_workdir,
-)
+from tests.support.stack import EchoUpstream, ServingStack
 
 
 @pytest.fixture(scope="session")
@@ -32,6 +28,10 @@ def nginx_binary():
             "(apt-get install nginx; .ci/run installs it)"
         )
         unavailable(reason)
+    if shutil.which("envsubst") is None:
+        unavailable(
+            "envsubst renders the nginx template (apt-get install gettext-base)"
+        )
     return NGINX_BINARY
 
 

@@ -14,8 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.support.postgres import ThrowawayCluster
-from tests.support.stack import ServingStack, form_token, wait_for
+from loopback.postgres import ThrowawayCluster
+from loopback.processes import wait_for
+from tests.support.stack import ServingStack, form_token
 
 REQUEST_ID = re.compile(r"rid=([0-9a-f]{32})")
 

@@ -8,14 +8,11 @@ import re
 import subprocess
 import time
 
+from loopback.gunicorn import gunicorn_command
+from loopback.nginx import TEMPLATE
+from loopback.processes import free_port
 from tests.support.commands import PROJECT_ROOT
-from tests.support.stack import (
-    TEMPLATE,
-    bare_environment,
-    free_port,
-    gunicorn_command,
-    site_environment,
-)
+from tests.support.stack import bare_environment, site_environment
 
 VALID_SITE = {"POSTGRES_PASSWORD": "x"}  # settings are loaded, no connection made
 

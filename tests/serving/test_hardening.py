@@ -14,11 +14,8 @@ import uuid
 import pytest
 import requests
 
-from tests.support.stack import (
-    IMAGE_RATE_LIMITS,
-    ServingStack,
-    assert_branded_error_page,
-)
+from loopback.nginx import IMAGE_RATE_LIMITS
+from tests.support.stack import ServingStack, assert_branded_error_page
 
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",

@@ -8,7 +8,8 @@ import gzip
 import re
 import uuid
 
-from tests.support.stack import TEMPLATE, assert_branded_error_page
+from loopback.nginx import TEMPLATE
+from tests.support.stack import assert_branded_error_page
 
 CSRF_FIELD = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 REQUEST_ID = re.compile(r"[0-9a-f]{32}")

@@ -7,7 +7,9 @@ no running container).
 
 import time
 
-from tests.support.stack import PROXIED_PROBE, UPSTREAM_NAME, wait_for
+from loopback.nginx import UPSTREAM_NAME
+from loopback.processes import wait_for
+from tests.support.stack import PROXIED_PROBE
 
 REQUEST_INTERVAL = 0.2
 

@@ -9,9 +9,8 @@ import os
 import pytest
 import requests
 
+from loopback.processes import free_port, wait_for
 from tests.support.commands import site_environment, start_manage
-from tests.support.postgres import free_port
-from tests.support.stack import wait_for
 
 SECRET_KEY = "debug-page-secret-key-" + "s" * 40
 DATABASE_PASSWORD = "debug-page-database-password"

@@ -6,8 +6,8 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from loopback.processes import free_port
 from tests.support.commands import TEST_SECRET_KEY, manage, site_environment
-from tests.support.postgres import free_port
 from tests.support.stack import shared_database
 
 

@@ -3,9 +3,11 @@
 import os
 import subprocess
 import sys
-from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+# Re-exported: the tests' manage.py runner is the loopback package's.
+from loopback.processes import PROJECT_ROOT as PROJECT_ROOT
+from loopback.processes import manage as manage
+
 TEST_SECRET_KEY = "child-process-test-key-" + "k" * 40
 # The site owner the in-process admin tests make (tests/conftest.py).
 OWNER_USERNAME = "owner"
@@ -30,19 +32,6 @@ def site_environment(**overrides):
     env["PYTHONUNBUFFERED"] = "1"
     env.update({name: str(value) for name, value in overrides.items()})
     return env
-
-
-def manage(*args, env, timeout=120, **kwargs):
-    """Run ``python manage.py ARGS``; return the CompletedProcess."""
-    return subprocess.run(
-        [sys.executable, str(PROJECT_ROOT / "manage.py"), *args],
-        env=env,
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        **kwargs,
-    )
 
 
 def start_manage(*args, env):

@@ -1,180 +1,33 @@
 """
-The serving stack on loopback, without Docker: Debian's nginx with the
-project's template in front of gunicorn with the project's config, a fresh
-database on the shared PostgreSQL server, and a small DNS server that plays
-Docker's embedded one, so nginx resolves ``web`` the way it does in Compose.
-
-Every process is a child started here and stopped by its pid.
+The test suite's serving stack: the loopback package's nginx, gunicorn and
+DNS stand-in (loopback/) around a fresh database on the shared PostgreSQL
+server, with the helpers the serving and browser tests share.
 """
 
 import contextlib
 import json
 import re
 import shutil
-import signal
-import socket
-import struct
-import subprocess
-import sys
-import tempfile
 import threading
-import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import psycopg
 import requests
 
-from tests.support.commands import PROJECT_ROOT, TEST_SECRET_KEY, manage
+from loopback.dns import FakeDNS
+from loopback.gunicorn import Gunicorn
+from loopback.nginx import UPSTREAM_NAME, Nginx, nginx_hsts
+from loopback.processes import CONFIG_NAMES, free_port, make_workdir, wait_for
+from tests.support.commands import TEST_SECRET_KEY, manage
 from tests.support.commands import site_environment as _site_environment
-from tests.support.postgres import free_port
 
-NGINX_BINARY = Path("/usr/sbin/nginx")
-MIME_TYPES = Path("/etc/nginx/mime.types")
-TEMPLATE = PROJECT_ROOT / "docker" / "nginx" / "default.conf.template"
-GUNICORN_CONFIG = PROJECT_ROOT / "docker" / "web" / "gunicorn.conf.py"
-HSTS_SCRIPT = PROJECT_ROOT / "docker" / "nginx" / "hsts.envsh"
 # The production settings with STATIC_ROOT in a temporary directory.
 SITE_SETTINGS = "tests.serving.site_settings"
-
-TEMPLATE_VARIABLES = (
-    "NGINX_PORT",
-    "NGINX_UPSTREAM",
-    "NGINX_RESOLVER",
-    "NGINX_STATIC_ROOT",
-    "NGINX_TRUSTED_PROXY",
-    "NGINX_SIGNUP_RATE",
-    "NGINX_SIGNUP_BURST",
-    "NGINX_LOGIN_RATE",
-    "NGINX_LOGIN_BURST",
-    "DJANGO_ADMIN_URL",
-    "NGINX_HSTS",
-)
-# The template's other variables for the tests. The image trusts 127.0.0.1,
-# the nginx container's own loopback, where no client is; here the clients
-# are on 127.0.0.1, so an address none of them uses stands in for it. Rate
-# limits are high enough for tests that post many times from one address;
-# the rate-limit tests start an nginx with the image's numbers.
-TEMPLATE_DEFAULTS = {
-    "NGINX_TRUSTED_PROXY": "127.0.0.254/32",
-    "NGINX_SIGNUP_RATE": "100000r/s",
-    "NGINX_SIGNUP_BURST": "100000",
-    "NGINX_LOGIN_RATE": "100000r/s",
-    "NGINX_LOGIN_BURST": "100000",
-    "DJANGO_ADMIN_URL": "admin/",
-    "NGINX_HSTS": "",
-}
-IMAGE_RATE_LIMITS = {
-    "NGINX_SIGNUP_RATE": "5r/m",
-    "NGINX_SIGNUP_BURST": "5",
-    "NGINX_LOGIN_RATE": "5r/m",
-    "NGINX_LOGIN_BURST": "3",
-}
-UPSTREAM_NAME = "web"
 # A page nginx passes to the site that needs no database: what the tests ask
 # for to see that nginx reaches gunicorn (nginx answers /healthz itself, 404).
 PROXIED_PROBE = "/thanks/"
-# Read by gunicorn itself or by docker/web/gunicorn.conf.py besides GUNICORN_*.
-GUNICORN_VARIABLES = ("WEB_CONCURRENCY", "FORWARDED_ALLOW_IPS", "PORT")
-
-# The nginx.conf around the rendered template: the official image's
-# nginx.conf (its own log format "main", keepalive, sendfile), with every path
-# in the stack's directory. The tests run one worker and log at info; the
-# benchmark (bench/stack.py) runs the image's own worker settings.
-WRAPPER_CONF = """\
-worker_processes {worker_processes};
-pid {prefix}/nginx.pid;
-error_log {prefix}/error.log {error_log_level};
-
-events {{
-    worker_connections {worker_connections};
-}}
-
-http {{
-    include {mime_types};
-    default_type application/octet-stream;
-
-    log_format main '$remote_addr - $remote_user [$time_local] "$request" '
-                    '$status $body_bytes_sent "$http_referer" '
-                    '"$http_user_agent" "$http_x_forwarded_for"';
-    access_log {prefix}/http-access.log main;
-
-    sendfile on;
-    keepalive_timeout 65;
-
-    client_body_temp_path {prefix}/client_temp;
-    proxy_temp_path {prefix}/proxy_temp;
-    fastcgi_temp_path {prefix}/fastcgi_temp;
-    uwsgi_temp_path {prefix}/uwsgi_temp;
-    scgi_temp_path {prefix}/scgi_temp;
-
-    include {prefix}/conf.d/*.conf;
-}}
-"""
-
-_SHELL_VARIABLE = re.compile(
-    r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))"
-)
-
-
-def render_template(text, variables):
-    """Substitute like the image's ``envsubst "${A} ${B}"``: $NAME and ${NAME},
-    for the names in VARIABLES only; everything else is left as it is."""
-
-    def substitute(match):
-        name = match.group(1) or match.group(2)
-        return str(variables[name]) if name in variables else match.group(0)
-
-    return _SHELL_VARIABLE.sub(substitute, text)
-
-
-def nginx_hsts(environment):
-    """NGINX_HSTS as the nginx image works it out at start: the image's own
-    script, sourced with the site's DJANGO_* variables."""
-    result = subprocess.run(
-        ["/bin/sh", "-ec", '. "$0"; printf %s "$NGINX_HSTS"', str(HSTS_SCRIPT)],
-        env={k: v for k, v in environment.items() if k.startswith("DJANGO_")},
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"{HSTS_SCRIPT.name} failed:\n{result.stderr}")
-    return result.stdout
-
-
-def wait_for(condition, *, timeout, interval=0.1, message="condition"):
-    """Poll CONDITION until it returns something truthy; return that."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{message} not met within {timeout} s")
-        time.sleep(interval)
-
-
-def _tail(path, lines=30):
-    try:
-        text = Path(path).read_text(errors="replace")
-    except FileNotFoundError:
-        return "(no output)"
-    return "\n".join(text.splitlines()[-lines:])
-
-
-def _stop(process, sig, timeout):
-    """Signal PROCESS by its pid and wait; SIGKILL if it does not exit."""
-    if process.poll() is None:
-        process.send_signal(sig)
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-    return process.returncode
 
 
 def bare_environment(**overrides):
@@ -183,8 +36,7 @@ def bare_environment(**overrides):
     env = {
         name: value
         for name, value in _site_environment().items()
-        if not name.startswith(("GUNICORN_", "SIGNUP_"))
-        and name not in GUNICORN_VARIABLES
+        if not name.startswith(("GUNICORN_", "SIGNUP_")) and name not in CONFIG_NAMES
     }
     env.update({name: str(value) for name, value in overrides.items()})
     return env
@@ -193,263 +45,6 @@ def bare_environment(**overrides):
 def site_environment(**overrides):
     """The environment of a site process, with the test secret key."""
     return bare_environment(DJANGO_SECRET_KEY=TEST_SECRET_KEY, **overrides)
-
-
-def gunicorn_command(*options):
-    """gunicorn with the project's config, the site as the application."""
-    return [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "-c",
-        str(GUNICORN_CONFIG),
-        *options,
-        "signup_site.wsgi:application",
-    ]
-
-
-class LogFile:
-    """Lines a child process writes to a file, read back while it runs."""
-
-    def __init__(self, path):
-        self.path = Path(path)
-
-    def lines(self):
-        try:
-            return self.path.read_text(errors="replace").splitlines()
-        except FileNotFoundError:
-            return []
-
-    def wait_for_line(self, fragment, timeout=10):
-        """The first line containing FRAGMENT, waiting for it to be written."""
-        return wait_for(
-            lambda: next((line for line in self.lines() if fragment in line), None),
-            timeout=timeout,
-            message=f"a line with {fragment!r} in {self.path.name}",
-        )
-
-    def matching(self, fragment):
-        return [line for line in self.lines() if fragment in line]
-
-
-class Gunicorn:
-    """gunicorn -c docker/web/gunicorn.conf.py on 127.0.0.1, as a child process."""
-
-    def __init__(self, workdir, env, *, port=None, name="gunicorn"):
-        self.port = port or free_port()
-        self.env = {
-            "WEB_CONCURRENCY": "2",
-            **env,
-            "GUNICORN_BIND": f"127.0.0.1:{self.port}",
-        }
-        self.access_log = LogFile(Path(workdir) / f"{name}.stdout")
-        self.error_log = LogFile(Path(workdir) / f"{name}.stderr")
-        self.process = None
-
-    def start(self):
-        with (
-            self.access_log.path.open("ab") as stdout,
-            self.error_log.path.open("ab") as stderr,
-        ):
-            self.process = subprocess.Popen(
-                gunicorn_command(),
-                env=self.env,
-                cwd=PROJECT_ROOT,
-                stdin=subprocess.DEVNULL,
-                stdout=stdout,
-                stderr=stderr,
-            )
-        return self
-
-    def wait_ready(self, timeout=30):
-        def healthy():
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"gunicorn exited with {self.process.returncode}:\n"
-                    + _tail(self.error_log.path)
-                )
-            try:
-                response = requests.get(
-                    f"http://127.0.0.1:{self.port}/healthz", timeout=2
-                )
-            except requests.ConnectionError:
-                return False
-            return response.status_code == 200
-
-        wait_for(healthy, timeout=timeout, message="gunicorn answering /healthz")
-        return self
-
-    def stop(self, sig=signal.SIGTERM, timeout=40):
-        if self.process is None:
-            return None
-        return _stop(self.process, sig, timeout)
-
-    @property
-    def running(self):
-        return self.process is not None and self.process.poll() is None
-
-
-class Nginx:
-    """Debian's nginx in the foreground with the rendered template."""
-
-    worker_processes = "1"
-    worker_connections = 256
-    error_log_level = "info"
-
-    def __init__(self, workdir, variables, *, template_text=None):
-        self.prefix = Path(workdir)
-        self.prefix.mkdir(parents=True, exist_ok=True)
-        self.variables = {**TEMPLATE_DEFAULTS, **variables}
-        self.port = int(self.variables["NGINX_PORT"])
-        self.template_text = (
-            TEMPLATE.read_text() if template_text is None else template_text
-        )
-        self.conf = self.prefix / "nginx.conf"
-        self.rendered = self.prefix / "conf.d" / "default.conf"
-        self.access_log = LogFile(self.prefix / "nginx.stdout")
-        self.error_log = LogFile(self.prefix / "error.log")
-        self.stderr = self.prefix / "nginx.stderr"
-        self.process = None
-        self.write_config()
-
-    def write_config(self):
-        self.rendered.parent.mkdir(exist_ok=True)
-        self.rendered.write_text(render_template(self.template_text, self.variables))
-        self.conf.write_text(
-            WRAPPER_CONF.format(
-                prefix=self.prefix,
-                mime_types=MIME_TYPES,
-                worker_processes=self.worker_processes,
-                worker_connections=self.worker_connections,
-                error_log_level=self.error_log_level,
-            )
-        )
-
-    def base_command(self):
-        return [str(NGINX_BINARY), "-p", f"{self.prefix}/", "-c", str(self.conf)]
-
-    def test_config(self):
-        """``nginx -t`` on the wrapper and rendered template."""
-        return subprocess.run(
-            [*self.base_command(), "-t"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-
-    def start(self):
-        with (
-            self.access_log.path.open("ab") as stdout,
-            self.stderr.open("ab") as stderr,
-        ):
-            self.process = subprocess.Popen(
-                [*self.base_command(), "-g", "daemon off;"],
-                stdin=subprocess.DEVNULL,
-                stdout=stdout,
-                stderr=stderr,
-            )
-        return self
-
-    def wait_ready(self, timeout=15):
-        def listening():
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"nginx exited with {self.process.returncode}:\n"
-                    + _tail(self.stderr)
-                    + "\n"
-                    + _tail(self.error_log.path)
-                )
-            with socket.socket() as sock:
-                sock.settimeout(1)
-                return sock.connect_ex(("127.0.0.1", self.port)) == 0
-
-        wait_for(listening, timeout=timeout, message="nginx listening")
-        return self
-
-    def stop(self, timeout=15):
-        if self.process is None:
-            return None
-        # SIGTERM is nginx's fast shutdown; nothing here needs draining.
-        return _stop(self.process, signal.SIGTERM, timeout)
-
-    def url(self, path):
-        return f"http://127.0.0.1:{self.port}{path}"
-
-
-class FakeDNS:
-    """A DNS server on 127.0.0.1 (UDP) that answers A queries from RECORDS.
-
-    A name mapped to None gets NXDOMAIN, like Docker's DNS for a service with
-    no running container. Answers carry Docker's 600 s TTL. Every query is
-    recorded as (monotonic time, name, type).
-    """
-
-    TTL = 600
-
-    def __init__(self, records):
-        self.records = dict(records)
-        self.queries = []
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self._sock.bind(("127.0.0.1", 0))
-        self._sock.settimeout(0.2)
-        self.port = self._sock.getsockname()[1]
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    @property
-    def address(self):
-        return f"127.0.0.1:{self.port}"
-
-    def queries_for(self, name, qtype=1):
-        return [
-            when for when, qname, kind in self.queries if (qname, kind) == (name, qtype)
-        ]
-
-    def _serve(self):
-        while not self._stopping.is_set():
-            try:
-                data, peer = self._sock.recvfrom(512)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            reply = self._answer(data)
-            if reply:
-                self._sock.sendto(reply, peer)
-
-    def _answer(self, data):
-        if len(data) < 17:
-            return None
-        labels, offset = [], 12
-        while offset < len(data) and data[offset]:
-            length = data[offset]
-            labels.append(data[offset + 1 : offset + 1 + length].decode("ascii"))
-            offset += 1 + length
-        offset += 1
-        if offset + 4 > len(data):
-            return None
-        qtype, _qclass = struct.unpack("!HH", data[offset : offset + 4])
-        question = data[12 : offset + 4]
-        name = ".".join(labels).lower()
-        self.queries.append((time.monotonic(), name, qtype))
-
-        answers = b""
-        rcode = 0
-        if name not in self.records or self.records[name] is None:
-            rcode = 3  # NXDOMAIN
-        elif qtype == 1:
-            answers = b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, self.TTL, 4)
-            answers += socket.inet_aton(self.records[name])
-        recursion_desired = data[2] & 0x01
-        flags = 0x8400 | (recursion_desired << 8) | 0x0080 | rcode
-        header = data[:2] + struct.pack("!HHHHH", flags, 1, 1 if answers else 0, 0, 0)
-        return header + question + answers
-
-    def close(self):
-        self._stopping.set()
-        self._thread.join(timeout=5)
-        self._sock.close()
 
 
 class EchoUpstream:
@@ -552,13 +147,6 @@ def form_token(html):
     return re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', html).group(1)
 
 
-def make_workdir(prefix):
-    """A temporary directory nginx's unprivileged workers can read."""
-    path = Path(tempfile.mkdtemp(prefix=prefix))
-    path.chmod(0o755)
-    return path
-
-
 class ServingStack:
     """nginx -> gunicorn -> Django -> PostgreSQL on loopback.
 
@@ -602,17 +190,12 @@ class ServingStack:
                 **self.extra_environment,
             }
         )
-        for command in (
-            ("bootstrap", "--timeout", "30"),
-            ("collectstatic", "--no-input"),
-        ):
-            result = manage(*command, env=self.env)
-            if result.returncode != 0:
-                raise RuntimeError(
-                    f"manage.py {command[0]} failed:\n{result.stdout}\n{result.stderr}"
-                )
+        manage("bootstrap", "--timeout", "30", env=self.env, check=True)
+        manage("collectstatic", "--no-input", env=self.env, check=True)
 
-        self.gunicorn = Gunicorn(self.root, self.env, port=gunicorn_port)
+        self.gunicorn = Gunicorn(
+            self.root, {"WEB_CONCURRENCY": "2", **self.env}, port=gunicorn_port
+        )
         self._exit.callback(self.gunicorn.stop)
         self.gunicorn.start().wait_ready()
 
@@ -765,13 +348,7 @@ class ServingStack:
 
     def signups(self, email):
         """(name, email) rows stored for EMAIL, straight from the database."""
-        with psycopg.connect(
-            host=self.database["POSTGRES_HOST"],
-            port=self.database["POSTGRES_PORT"],
-            user=self.database["POSTGRES_USER"],
-            password=self.database["POSTGRES_PASSWORD"] or None,
-            dbname=self.database["POSTGRES_DB"],
-        ) as conn:
+        with self.connect() as conn:
             return conn.execute(
                 "SELECT name, email FROM accounts_signup"
                 " WHERE lower(email) = lower(%s)",

@@ -1,27 +1,26 @@
 """
-Throwaway PostgreSQL clusters for tests that need what the machine's shared
-server cannot give: password authentication, a server that starts late, or
-one that stops. Built from the PostgreSQL binaries on the machine; the server
-refuses to run as root, so as root it runs as the ``postgres`` user.
+Throwaway PostgreSQL clusters, for the benchmark and for tests that need
+what the machine's shared server cannot give: password authentication, a
+server that starts late, or one that stops. Built from the PostgreSQL
+binaries on the machine; the server refuses to run as root, so as root it
+runs as the ``postgres`` user (which fixture libraries such as
+pytest-postgresql do not do).
 """
 
 import contextlib
 import glob
 import os
 import pwd
+import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
 
+import psycopg
 
-def free_port():
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from loopback.processes import children, free_port, tree_cpu_seconds
 
 
 def postgres_bindir():
@@ -108,22 +107,6 @@ class ThrowawayCluster:
     def postmaster_pid(self):
         return int((self.datadir / "postmaster.pid").read_text().split()[0])
 
-    @staticmethod
-    def children(pid):
-        """The pids of the processes whose parent is PID."""
-        found = []
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue  # exited meanwhile
-            # The fields after the command name, which may hold spaces.
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-        return found
-
     @contextlib.contextmanager
     def frozen(self):
         """Every process of the server stopped (SIGSTOP), as a paused
@@ -135,7 +118,7 @@ class ThrowawayCluster:
             # The postmaster first: stopped, it forks no new child.
             os.kill(postmaster, signal.SIGSTOP)
             stopped.append(postmaster)
-            for pid in self.children(postmaster):
+            for pid in children(postmaster):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGSTOP)
                     stopped.append(pid)
@@ -189,3 +172,56 @@ class ThrowawayCluster:
         tag = "$pw_9f2$"
         self.psql(f'CREATE ROLE "{user}" LOGIN PASSWORD {tag}{password}{tag}')
         self.psql(f'CREATE DATABASE "{database}" OWNER "{user}"')
+
+
+class SiteDatabase:
+    """A throwaway cluster with the site's role and database, reached over
+    TCP with a password as the site reaches its own."""
+
+    USER = NAME = "signup"
+
+    def __init__(self):
+        self.password = secrets.token_urlsafe(24)
+        self.cluster = ThrowawayCluster()
+        try:
+            self.cluster.start()
+            self.cluster.create_role_and_database(self.USER, self.password, self.NAME)
+        except BaseException:
+            self.cluster.destroy()
+            raise
+
+    @property
+    def env(self):
+        """The POSTGRES_* variables that point the site at it."""
+        return {
+            "POSTGRES_HOST": "127.0.0.1",
+            "POSTGRES_PORT": str(self.cluster.port),
+            "POSTGRES_USER": self.USER,
+            "POSTGRES_PASSWORD": self.password,
+            "POSTGRES_DB": self.NAME,
+        }
+
+    def connect(self, **kwargs):
+        return psycopg.connect(
+            host="127.0.0.1",
+            port=self.cluster.port,
+            user=self.USER,
+            password=self.password,
+            dbname=self.NAME,
+            **kwargs,
+        )
+
+    def query(self, sql):
+        """The first column of SQL's first row."""
+        with self.connect() as conn:
+            return conn.execute(sql).fetchone()[0]
+
+    def rows(self):
+        return self.query("SELECT count(*) FROM accounts_signup")
+
+    def cpu_seconds(self):
+        """CPU seconds of the whole cluster: postmaster, backends, helpers."""
+        return tree_cpu_seconds(self.cluster.postmaster_pid())
+
+    def destroy(self):
+        self.cluster.destroy()

@@ -35,6 +35,15 @@ from loopback.processes import PROJECT_ROOT
 
 POSTGRES_SETTINGS = ("fsync", "synchronous_commit", "shared_buffers", "max_connections")
 DEFAULT_REPORT = PROJECT_ROOT / "docs" / "performance.md"
+FULL = {
+    "rounds": 5,
+    "duration": 10,
+    "warmup": 3,
+    "rows": 1_000_000,
+    "owner_duration": 5,
+    "memory_requests": 10_000,
+    "bootstrap_runs": 5,
+}
 QUICK = {
     "rounds": 1,
     "duration": 1,
@@ -112,19 +121,7 @@ def parse_args(argv):
         "--note", action="append", default=[], help="a line for the report's notes"
     )
     options = parser.parse_args(argv)
-    defaults = (
-        QUICK
-        if options.quick
-        else {
-            "rounds": 5,
-            "duration": 10,
-            "warmup": 3,
-            "rows": 1_000_000,
-            "owner_duration": 5,
-            "memory_requests": 10_000,
-            "bootstrap_runs": 5,
-        }
-    )
+    defaults = QUICK if options.quick else FULL
     for name, value in defaults.items():
         if getattr(options, name) is None:
             setattr(options, name, value)
@@ -170,34 +167,26 @@ def phase_line(phase):
 
 
 def run_load(stack, options):
+    """Warm-up phases (unrecorded), then round after round of A B phases."""
     phases = []
-    for target in stack.targets if options.warmup else ():
-        for scenario in options.scenarios:
-            run_phase(
-                target,
-                scenario,
-                database=stack.database,
-                duration=options.warmup,
-                connections=options.connections,
-                threads=options.threads,
-            )
-    if options.warmup:
-        say(f"warmed up {len(stack.targets)} targets")
-    for round_number in range(1, options.rounds + 1):
-        say(f"round {round_number} of {options.rounds}")
+    rounds = [(0, options.warmup)] if options.warmup else []
+    rounds += [(number, options.duration) for number in range(1, options.rounds + 1)]
+    for round_number, duration in rounds:
+        say(f"round {round_number} of {options.rounds}" if round_number else "warm-up")
         for scenario in options.scenarios:
             for target in stack.targets:
                 phase = run_phase(
                     target,
                     scenario,
                     database=stack.database,
-                    duration=options.duration,
+                    duration=duration,
                     connections=options.connections,
                     threads=options.threads,
                     round_number=round_number,
                 )
-                phases.append(phase)
-                say(phase_line(phase))
+                if round_number:
+                    phases.append(phase)
+                    say(phase_line(phase))
     return phases
 
 
@@ -289,18 +278,7 @@ def main(argv=None):
             "started": started_text,
             "options": {
                 key: getattr(options, key)
-                for key in (
-                    "rounds",
-                    "duration",
-                    "warmup",
-                    "connections",
-                    "threads",
-                    "rows",
-                    "owner_duration",
-                    "memory_requests",
-                    "bootstrap_runs",
-                    "quick",
-                )
+                for key in ("connections", "threads", "quick", *FULL)
             },
             "meta": {
                 "machine": machine,

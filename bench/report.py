@@ -18,56 +18,28 @@ from loopback.nginx import NGINX_BINARY
 
 # The issue's targets, on this machine type, in one run.
 CPU_PARTS = ("app", "nginx", "postgres", "wrk")
+RATIOS = (("rps", "rps_ratio"), ("p99_ms", "p99_ratio"), ("app_cpu_ms", "cpu_ratio"))
 GUNICORN_KEYS = ("workers", "worker_class", "max_requests", "max_requests_jitter")
 RATIO_MIN = 0.40  # site req/s over the ceiling's
 P99_RATIO_MAX = 3.0  # site p99 over the ceiling's
+# key, the figure it reads, limit and unit, what it is.
 OWNER_LIMITS = {
-    # key: (what, limit, unit, how to read the measurement)
-    "admin_list": ("Admin list page, p50", 150, "ms", ("p50_ms",)),
-    "admin_search_email": ("Admin search by a full email, p50", 50, "ms", ("p50_ms",)),
-    "admin_search_name": (
-        "Admin search by part of a name, p50",
-        300,
-        "ms",
-        ("p50_ms",),
-    ),
-    "readyz": ("`/readyz`, p50", 5, "ms", ("p50_ms",)),
-    "admin_export": (
-        "CSV export of all rows (admin action), wall",
-        15,
-        "s",
-        ("wall_s",),
-    ),
-    "admin_export_rss": (
-        "CSV export (admin action), the worker's peak RSS",
-        150,
-        "MB",
-        ("peak_rss_mb",),
-    ),
-    "command_export": (
-        "CSV export of all rows (`export_signups`), wall",
-        15,
-        "s",
-        ("wall_s",),
-    ),
-    "command_export_rss": (
-        "CSV export (`export_signups`), the process's peak RSS",
-        150,
-        "MB",
-        ("peak_rss_mb",),
-    ),
-    "bootstrap": (
-        "`bootstrap` on a ready database, median wall",
-        1,
-        "s",
-        ("median_s",),
-    ),
-    "worker_memory": (
-        "A worker's RSS after the public requests",
-        80,
-        "MB",
-        ("rss_mb",),
-    ),
+    key: (what, float(limit), unit, figure)
+    for key, figure, limit, unit, what in (
+        line.split(maxsplit=4)
+        for line in """
+admin_list p50_ms 150 ms Admin list page, p50
+admin_search_email p50_ms 50 ms Admin search by a full email, p50
+admin_search_name p50_ms 300 ms Admin search by part of a name, p50
+readyz p50_ms 5 ms `/readyz`, p50
+admin_export wall_s 15 s CSV export of all rows (admin action), wall
+admin_export_rss peak_rss_mb 150 MB CSV export (admin action), the worker's peak RSS
+command_export wall_s 15 s CSV export of all rows (`export_signups`), wall
+command_export_rss peak_rss_mb 150 MB CSV export (`export_signups`), the process's peak RSS
+bootstrap median_s 1 s `bootstrap` on a ready database, median wall
+worker_memory rss_mb 80 MB A worker's RSS after the public requests
+""".strip().splitlines()  # noqa: E501 (one limit a line)
+    )
 }
 
 
@@ -198,28 +170,10 @@ def summarize(phases, targets, ceiling):
                 entry["app_successes"] = sum(p.app_successes for p in mine)
                 entry["rows_added"] = sum(p.rows_added for p in mine)
             if ceiling and target != ceiling:
-                rps_ratios, p99_ratios, cpu_ratios = [], [], []
-                for phase in mine:
-                    pair = next(
-                        (
-                            p
-                            for p in phases
-                            if p.target == ceiling
-                            and p.scenario == scenario
-                            and p.round == phase.round
-                        ),
-                        None,
-                    )
-                    if pair and pair.rps and pair.p99_ms:
-                        rps_ratios.append(phase.rps / pair.rps)
-                        p99_ratios.append(phase.p99_ms / pair.p99_ms)
-                    if pair and pair.app_cpu_ms and phase.app_cpu_ms:
-                        cpu_ratios.append(phase.app_cpu_ms / pair.app_cpu_ms)
-                entry["rps_ratio"] = _median(rps_ratios)
-                entry["p99_ratio"] = _median(p99_ratios)
-                entry["rps_ratios"] = rps_ratios
-                entry["p99_ratios"] = p99_ratios
-                entry["cpu_ratio"] = _median(cpu_ratios)
+                for key, name in RATIOS:
+                    ratios = [paired(phases, p, ceiling, key) for p in mine]
+                    entry[f"{name}s"] = [r for r in ratios if r is not None]
+                    entry[name] = _median(ratios)
             if target != targets[0]:
                 entry["vs_first"] = {
                     key: _median([paired(phases, p, targets[0], key) for p in mine])
@@ -234,7 +188,7 @@ def owner_value(owner, key):
     item = owner.get(key.removesuffix("_rss"))
     if not item:
         return None
-    return item.get(OWNER_LIMITS[key][3][0])
+    return item.get(OWNER_LIMITS[key][3])
 
 
 def checks(results):
@@ -279,7 +233,9 @@ def checks(results):
         value = owner_value(owner, key)
         if value is None:
             continue
-        rows.append((what, f"{value:,.1f} {unit}", f"< {limit} {unit}", value < limit))
+        rows.append(
+            (what, f"{value:,.1f} {unit}", f"< {limit:g} {unit}", value < limit)
+        )
     return rows
 
 

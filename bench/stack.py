@@ -5,7 +5,6 @@ variant of either) gunicorn with ``docker/web/gunicorn.conf.py`` behind nginx
 with the project's template, in the official image's worker settings.
 """
 
-import contextlib
 import re
 import secrets
 import shutil
@@ -20,6 +19,7 @@ from loopback.gunicorn import SITE_APP, Gunicorn
 from loopback.nginx import UPSTREAM_NAME, Nginx
 from loopback.postgres import SiteDatabase
 from loopback.processes import (
+    ProcessGroup,
     clean_environment,
     free_port,
     make_workdir,
@@ -166,22 +166,13 @@ class Target:
         return response.cookies["csrftoken"], CSRF_FIELD.search(response.text).group(1)
 
 
-class Stack(contextlib.ExitStack):
+class Stack(ProcessGroup):
     """The cluster, the DNS stand-in and the targets, stopped together."""
 
     def __init__(self, specs):
         super().__init__()
         self.specs = specs
         self.targets = []
-
-    def __enter__(self):
-        super().__enter__()
-        try:
-            self._start()
-        except BaseException:
-            self.close()
-            raise
-        return self
 
     def _start(self):
         self.root = make_workdir("signup-bench-")

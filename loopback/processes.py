@@ -1,6 +1,7 @@
 """Child processes, their logs and their CPU time, and the loopback ports
 they listen on."""
 
+import contextlib
 import os
 import re
 import signal
@@ -155,3 +156,25 @@ def tree_cpu_seconds(pid):
     ticks = sum(int(value) for value in fields[11:15])
     own = ticks / os.sysconf("SC_CLK_TCK")
     return own + sum(tree_cpu_seconds(child) for child in children(pid))
+
+
+class ProcessGroup(contextlib.ExitStack):
+    """What ``_start()`` starts (processes, directories), registered as
+    callbacks and undone together in reverse order; a start that fails
+    undoes what it had done. A context manager, or start() and stop()."""
+
+    def _start(self):
+        raise NotImplementedError
+
+    def start(self):
+        try:
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    __enter__ = start
+
+    def stop(self):
+        self.close()

@@ -7,7 +7,6 @@ and for servers that start late or never.
 import re
 import threading
 import time
-import uuid
 from io import StringIO
 
 import psycopg
@@ -26,6 +25,7 @@ from tests.support.commands import (
     site_environment,
     start_manage,
 )
+from tests.support.stack import shared_database
 
 SPECIAL_PASSWORD = "p@ss:w/rd#?%+ é"
 
@@ -56,27 +56,8 @@ def empty_shared_database():
     """A new, empty database on the machine's shared server (trust auth)."""
     from django.conf import settings
 
-    params = settings.DATABASES["default"]
-    name = f"signup_bootstrap_{uuid.uuid4().hex[:12]}"
-    admin = dict(
-        host=params["HOST"],
-        port=params["PORT"],
-        user=params["USER"],
-        password=params["PASSWORD"] or None,
-        dbname="postgres",
-        autocommit=True,
-    )
-    with psycopg.connect(**admin) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield {
-        "POSTGRES_HOST": params["HOST"],
-        "POSTGRES_PORT": params["PORT"],
-        "POSTGRES_USER": params["USER"],
-        "POSTGRES_PASSWORD": params["PASSWORD"],
-        "POSTGRES_DB": name,
-    }
-    with psycopg.connect(**admin) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with shared_database(settings.DATABASES["default"], "signup_bootstrap") as env:
+        yield env
 
 
 def test_first_run_migrates_and_second_run_changes_nothing(site_cluster):

@@ -9,10 +9,10 @@ to the run and is removed by name.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from loopback.processes import wait_for
 from tests.compose import images
 from tests.compose.engine import PROJECT_ROOT, EngineUnavailable, docker
 
@@ -88,18 +88,6 @@ class SingleNodeSwarm:
             docker(
                 "node", "update", "--label-rm", DB_NODE_LABEL, self.node_id, check=False
             )
-
-
-def wait_for(condition, *, timeout, interval=0.5, message="condition"):
-    """Poll CONDITION until it returns a true value; return that value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{message}: not within {timeout} s")
-        time.sleep(interval)
 
 
 @dataclass
@@ -197,6 +185,7 @@ class Stack:
         return wait_for(
             converged,
             timeout=timeout,
+            interval=0.5,
             message=f"{replicas} healthy task(s) of {self.service(short)}",
         )
 

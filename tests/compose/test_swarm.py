@@ -24,10 +24,10 @@ import uuid
 import pytest
 import requests
 
-from loopback.processes import free_port
+from loopback.processes import free_port, wait_for
 from tests.compose import engine, swarm, traffic
 from tests.compose.images import STANDINS, compose_files, selected
-from tests.compose.swarm import Stack, wait_for
+from tests.compose.swarm import Stack
 from tests.support.ci import unavailable
 from tests.support.commands import site_environment
 

@@ -12,7 +12,8 @@ from loopback.gunicorn import gunicorn_command
 from loopback.nginx import TEMPLATE
 from loopback.processes import free_port
 from tests.support.commands import PROJECT_ROOT
-from tests.support.stack import bare_environment, site_environment
+from tests.support.commands import site_environment as bare_environment
+from tests.support.stack import site_environment
 
 VALID_SITE = {"POSTGRES_PASSWORD": "x"}  # settings are loaded, no connection made
 

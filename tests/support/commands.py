@@ -1,37 +1,25 @@
 """Run manage.py in a child process with the production settings module."""
 
-import os
 import subprocess
 import sys
 
 # Re-exported: the tests' manage.py runner is the loopback package's.
 from loopback.processes import PROJECT_ROOT as PROJECT_ROOT
+from loopback.processes import clean_environment
 from loopback.processes import manage as manage
 
 TEST_SECRET_KEY = "child-process-test-key-" + "k" * 40
 # The site owner the in-process admin tests make (tests/conftest.py).
 OWNER_USERNAME = "owner"
 OWNER_PASSWORD = "a long admin passphrase"
-CONFIG_PREFIXES = (
-    "DJANGO_",
-    "POSTGRES_",
-    "DATABASE_URL",
-    "TEST_POSTGRES_",
-    "SIGNUP_",
-)
 
 
 def site_environment(**overrides):
-    """os.environ without any site configuration, plus OVERRIDES."""
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(CONFIG_PREFIXES)
-    }
-    env["DJANGO_SETTINGS_MODULE"] = "signup_site.settings"
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update({name: str(value) for name, value in overrides.items()})
-    return env
+    """os.environ without any site, gunicorn or nginx configuration, with the
+    production settings module, plus OVERRIDES."""
+    return clean_environment(
+        **{"DJANGO_SETTINGS_MODULE": "signup_site.settings", **overrides}
+    )
 
 
 def start_manage(*args, env):

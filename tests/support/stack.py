@@ -19,7 +19,7 @@ import requests
 from loopback.dns import FakeDNS
 from loopback.gunicorn import Gunicorn
 from loopback.nginx import UPSTREAM_NAME, Nginx, nginx_hsts
-from loopback.processes import CONFIG_NAMES, free_port, make_workdir, wait_for
+from loopback.processes import ProcessGroup, free_port, make_workdir, wait_for
 from tests.support.commands import TEST_SECRET_KEY, manage
 from tests.support.commands import site_environment as _site_environment
 
@@ -30,21 +30,9 @@ SITE_SETTINGS = "tests.serving.site_settings"
 PROXIED_PROBE = "/thanks/"
 
 
-def bare_environment(**overrides):
-    """commands.site_environment() without the caller's gunicorn settings
-    and SIGNUP_* variables either, plus OVERRIDES."""
-    env = {
-        name: value
-        for name, value in _site_environment().items()
-        if not name.startswith(("GUNICORN_", "SIGNUP_")) and name not in CONFIG_NAMES
-    }
-    env.update({name: str(value) for name, value in overrides.items()})
-    return env
-
-
 def site_environment(**overrides):
     """The environment of a site process, with the test secret key."""
-    return bare_environment(DJANGO_SECRET_KEY=TEST_SECRET_KEY, **overrides)
+    return _site_environment(DJANGO_SECRET_KEY=TEST_SECRET_KEY, **overrides)
 
 
 class EchoUpstream:
@@ -147,7 +135,7 @@ def form_token(html):
     return re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', html).group(1)
 
 
-class ServingStack:
+class ServingStack(ProcessGroup):
     """nginx -> gunicorn -> Django -> PostgreSQL on loopback.
 
     The site's public URL (http://127.0.0.1:<gunicorn port>) is not the
@@ -160,23 +148,15 @@ class ServingStack:
         WEB_CONCURRENCY, say)."""
         self.database_params = database_params
         self.extra_environment = environment
-        self._exit = contextlib.ExitStack()
-
-    def start(self):
-        try:
-            self._start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
+        super().__init__()
 
     def _start(self):
         self.root = make_workdir("signup-serving-")
-        self._exit.callback(shutil.rmtree, self.root, ignore_errors=True)
+        self.callback(shutil.rmtree, self.root, ignore_errors=True)
         self.static_root = self.root / "static"
         self.dns = FakeDNS({UPSTREAM_NAME: "127.0.0.1"})
-        self._exit.callback(self.dns.close)
-        self.database = self._exit.enter_context(shared_database(self.database_params))
+        self.callback(self.dns.close)
+        self.database = self.enter_context(shared_database(self.database_params))
 
         gunicorn_port = free_port()
         self.public_url = f"http://127.0.0.1:{gunicorn_port}"
@@ -196,7 +176,7 @@ class ServingStack:
         self.gunicorn = Gunicorn(
             self.root, {"WEB_CONCURRENCY": "2", **self.env}, port=gunicorn_port
         )
-        self._exit.callback(self.gunicorn.stop)
+        self.callback(self.gunicorn.stop)
         self.gunicorn.start().wait_ready()
 
         self.nginx = self.make_nginx("nginx")
@@ -229,11 +209,8 @@ class ServingStack:
             },
             template_text=template_text,
         )
-        self._exit.callback(nginx.stop)
+        self.callback(nginx.stop)
         return nginx
-
-    def stop(self):
-        self._exit.close()
 
     # The tests' browser: it reaches nginx as http://localhost:<port>.
 

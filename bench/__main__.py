@@ -35,15 +35,17 @@ from loopback.processes import PROJECT_ROOT
 
 POSTGRES_SETTINGS = ("fsync", "synchronous_commit", "shared_buffers", "max_connections")
 DEFAULT_REPORT = PROJECT_ROOT / "docs" / "performance.md"
-FULL = {
-    "rounds": 5,
-    "duration": 10,
-    "warmup": 3,
-    "rows": 1_000_000,
-    "owner_duration": 5,
-    "memory_requests": 10_000,
-    "bootstrap_runs": 5,
+# The full run's settings, with what each is.
+FULL_HELP = {
+    "rounds": (5, "rounds of A B phases"),
+    "duration": (10, "seconds per phase"),
+    "warmup": (3, "seconds of warm-up per target, 0 for none"),
+    "rows": (1_000_000, "sign-ups loaded for the owner's paths"),
+    "owner_duration": (5, "seconds each owner path is timed"),
+    "memory_requests": (10_000, "requests one worker serves before its RSS is read"),
+    "bootstrap_runs": (5, "timed bootstrap runs"),
 }
+FULL = {name: default for name, (default, _help) in FULL_HELP.items()}
 QUICK = {
     "rounds": 1,
     "duration": 1,
@@ -67,25 +69,11 @@ def parse_args(argv):
         help="A smoke run of a few seconds: 1 round of 1 s phases, "
         f"{QUICK['rows']:,} rows; no report unless --report is given.",
     )
-    parser.add_argument("--rounds", type=int, help="rounds of A B phases [5]")
-    parser.add_argument("--duration", type=int, help="seconds per phase [10]")
-    parser.add_argument(
-        "--warmup", type=int, help="seconds of warm-up per target, 0 for none [3]"
-    )
+    for name, (default, text) in FULL_HELP.items():
+        flag = "--" + name.replace("_", "-")
+        parser.add_argument(flag, type=int, help=f"{text} [{default}]")
     parser.add_argument("--connections", type=int, default=16, help="[16]")
     parser.add_argument("--threads", type=int, default=1, help="wrk threads [1]")
-    parser.add_argument(
-        "--rows", type=int, help="sign-ups loaded for the owner's paths [1000000]"
-    )
-    parser.add_argument(
-        "--owner-duration", type=int, help="seconds each owner path is timed [5]"
-    )
-    parser.add_argument(
-        "--memory-requests",
-        type=int,
-        help="requests one worker serves before its RSS is read [10000]",
-    )
-    parser.add_argument("--bootstrap-runs", type=int, help="timed bootstrap runs [5]")
     parser.add_argument(
         "--scenario",
         action="append",

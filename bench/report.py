@@ -321,12 +321,12 @@ def markdown(results):
     add(
         "- nginx: the project's template (`docker/nginx/default.conf.template`) in the "
         "official image's nginx.conf (`worker_processes auto`), rendered as "
-        "the serving tests render it (rate limits lifted: every request comes "
-        "from 127.0.0.1), one nginx per target; upstream `web` resolved by "
-        "the tests' stand-in for Docker's DNS."
+        "the serving tests render it, with envsubst (rate limits lifted: every "
+        "request comes from 127.0.0.1), one nginx per target; upstream `web` "
+        "resolved by the stand-in for Docker's DNS (`loopback/dns.py`)."
     )
     add(
-        "- PostgreSQL: a throwaway cluster (`tests/support/postgres.py`), "
+        "- PostgreSQL: a throwaway cluster (`loopback/postgres.py`), "
         + ", ".join(f"{key}={value}" for key, value in meta["postgresql"].items())
         + "; the site's role and database, reached over TCP with a password."
     )

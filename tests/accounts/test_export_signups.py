@@ -14,7 +14,6 @@ import stat
 import subprocess
 import sys
 import tempfile
-import uuid
 from datetime import UTC, datetime
 
 import psycopg
@@ -25,6 +24,7 @@ from django.core.management.base import CommandError
 from accounts.models import Signup
 from tests.support.commands import PROJECT_ROOT, TEST_SECRET_KEY, manage
 from tests.support.commands import site_environment as base_environment
+from tests.support.stack import shared_database
 
 HEADER = ["name", "email", "signed_up_at"]
 
@@ -153,38 +153,24 @@ def exported_database():
     """A migrated database on the shared server with 2,500 sign-ups."""
     from django.conf import settings
 
-    params = settings.DATABASES["default"]
-    name = f"signup_export_{uuid.uuid4().hex[:12]}"
-    admin = {
-        "host": params["HOST"],
-        "port": params["PORT"],
-        "user": params["USER"],
-        "password": params["PASSWORD"] or None,
-        "autocommit": True,
-    }
-    with psycopg.connect(**admin, dbname="postgres") as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    env = base_environment(
-        DJANGO_SECRET_KEY=TEST_SECRET_KEY,
-        POSTGRES_HOST=params["HOST"],
-        POSTGRES_PORT=params["PORT"],
-        POSTGRES_USER=params["USER"],
-        POSTGRES_PASSWORD=params["PASSWORD"],
-        POSTGRES_DB=name,
-    )
-    try:
+    with shared_database(settings.DATABASES["default"], "signup_export") as db:
+        env = base_environment(DJANGO_SECRET_KEY=TEST_SECRET_KEY, **db)
         result = manage("migrate", "--no-input", env=env)
         assert result.returncode == 0, result.stderr
-        with psycopg.connect(**admin, dbname=name) as conn:
+        with psycopg.connect(
+            host=db["POSTGRES_HOST"],
+            port=db["POSTGRES_PORT"],
+            user=db["POSTGRES_USER"],
+            password=db["POSTGRES_PASSWORD"] or None,
+            dbname=db["POSTGRES_DB"],
+            autocommit=True,
+        ) as conn:
             conn.execute(
                 "INSERT INTO accounts_signup (name, email)"
                 " SELECT 'Person ' || n, 'person' || n || '@example.com'"
                 " FROM generate_series(1, 2500) AS n"
             )
         yield env
-    finally:
-        with psycopg.connect(**admin, dbname="postgres") as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def test_in_a_pipe_there_is_no_progress_bar(exported_database):

@@ -20,7 +20,8 @@ from urllib.parse import quote
 import requests
 
 from bench.load import BROWSER_HEADERS, LogSlice, run_wrk, settle
-from bench.stack import CSRF_FIELD, TargetSpec
+from bench.stack import TargetSpec
+from loopback.browser import admin_login, form_token
 from loopback.processes import PROJECT_ROOT, manage, proc_status
 
 ADMIN_USER = "owner"
@@ -36,24 +37,8 @@ class AdminSession:
 
     def __init__(self, target, username, password):
         self.target = target
-        self.http = requests.Session()
-        self.http.headers.update(
-            {"Host": target.host, "Origin": f"http://{target.host}"}
-        )
-        form = self.get("/admin/login/")
-        response = self.http.post(
-            target.url + "/admin/login/",
-            data={
-                "csrfmiddlewaretoken": CSRF_FIELD.search(form.text).group(1),
-                "username": username,
-                "password": password,
-                "next": "/admin/",
-            },
-            allow_redirects=False,
-            timeout=60,
-        )
-        if response.status_code != 302 or "sessionid" not in self.http.cookies:
-            raise RuntimeError(f"admin login failed: {response.status_code}")
+        self.http = admin_login(target.url, target.host, username, password)
+        self.http.headers["Origin"] = f"http://{target.host}"
 
     def get(self, path):
         response = self.http.get(
@@ -75,7 +60,7 @@ class AdminSession:
         response = self.http.post(
             self.target.url + CHANGELIST,
             data={
-                "csrfmiddlewaretoken": CSRF_FIELD.search(page.text).group(1),
+                "csrfmiddlewaretoken": form_token(page.text),
                 "action": "export_csv",
                 "select_across": "1",
                 "index": "0",

@@ -5,7 +5,6 @@ variant of either) gunicorn with ``docker/web/gunicorn.conf.py`` behind nginx
 with the project's template, in the official image's worker settings.
 """
 
-import re
 import secrets
 import shutil
 import time
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import requests
 
+from loopback.browser import form_token
 from loopback.dns import FakeDNS
 from loopback.gunicorn import SITE_APP, Gunicorn
 from loopback.nginx import UPSTREAM_NAME, Nginx
@@ -30,7 +30,6 @@ from loopback.processes import (
 
 SITE_SETTINGS = "bench.site_settings"
 APPS = {"site": SITE_APP, "ceiling": "bench.ceiling:application"}
-CSRF_FIELD = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 
 
 @dataclass
@@ -163,7 +162,7 @@ class Target:
         """(cookie, form token) of one GET of the form, as a browser keeps them."""
         response = self.get("/")
         response.raise_for_status()
-        return response.cookies["csrftoken"], CSRF_FIELD.search(response.text).group(1)
+        return response.cookies["csrftoken"], form_token(response.text)
 
 
 class Stack(ProcessGroup):

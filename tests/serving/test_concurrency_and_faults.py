@@ -14,9 +14,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from loopback.browser import form_token
 from loopback.postgres import ThrowawayCluster
 from loopback.processes import wait_for
-from tests.support.stack import ServingStack, form_token
+from tests.support.stack import ServingStack
 
 REQUEST_ID = re.compile(r"rid=([0-9a-f]{32})")
 

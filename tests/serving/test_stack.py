@@ -11,7 +11,6 @@ import uuid
 from loopback.nginx import TEMPLATE
 from tests.support.stack import assert_branded_error_page
 
-CSRF_FIELD = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 REQUEST_ID = re.compile(r"[0-9a-f]{32}")
 HASHED_BASE_CSS = re.compile(r'href="(/static/admin/css/base\.[0-9a-f]{12}\.css)"')
 

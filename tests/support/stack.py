@@ -6,7 +6,6 @@ server, with the helpers the serving and browser tests share.
 
 import contextlib
 import json
-import re
 import shutil
 import threading
 import uuid
@@ -16,6 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 import psycopg
 import requests
 
+from loopback.browser import admin_login, form_token
 from loopback.dns import FakeDNS
 from loopback.gunicorn import Gunicorn
 from loopback.nginx import UPSTREAM_NAME, Nginx, nginx_hsts
@@ -128,11 +128,6 @@ def assert_branded_error_page(response, status, heading):
     assert "https://" not in html
     request_id = response.headers["X-Request-ID"]
     assert f"Reference: {request_id}</p>" in html
-
-
-def form_token(html):
-    """The CSRF token in a page's form."""
-    return re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', html).group(1)
 
 
 class ServingStack(ProcessGroup):
@@ -288,23 +283,9 @@ class ServingStack(ProcessGroup):
         )
         created = manage("shell", "--no-imports", "-c", script, env=self.env)
         assert created.returncode == 0, created.stderr
-        session = requests.Session()
-        session.headers["Host"] = self.browser_host
-        login = session.get(self.nginx.url("/admin/login/"), timeout=10)
-        response = session.post(
-            self.nginx.url("/admin/login/?next=/admin/"),
-            data={
-                "csrfmiddlewaretoken": form_token(login.text),
-                "username": username,
-                "password": password,
-                "next": "/admin/",
-            },
-            headers=self.origin_headers(),
-            allow_redirects=False,
-            timeout=10,
+        return admin_login(
+            self.nginx.url(""), self.browser_host, username, password, timeout=10
         )
-        assert response.status_code == 302, response.text[:500]
-        return session
 
     def origin_headers(self):
         return {"Origin": f"http://{self.browser_host}"}

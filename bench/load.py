@@ -47,52 +47,22 @@ def wrk_version():
     return (result.stdout + result.stderr).splitlines()[0].split(" [")[0]
 
 
-def run_wrk(
-    target,
-    script,
-    args=(),
-    *,
-    duration,
-    connections,
-    threads=1,
-    headers=(),
-):
+def run_wrk(target, script, args=(), *, duration, connections, threads=1, headers=()):
     """wrk against TARGET for DURATION seconds; wrk's summary as a dict."""
-    command = [
-        wrk_binary(),
-        "--threads",
-        str(threads),
-        "--connections",
-        str(max(connections, threads)),
-        "--duration",
-        f"{duration}s",
-        "--timeout",
-        "10s",
-        "--script",
-        script,
-        "--header",
-        f"Host: {target.host}",
-        *[option for header in headers for option in ("--header", header)],
-        target.url + "/",
-        "--",
-        *args,
-    ]
+    options = f"-t{threads} -c{max(connections, threads)} -d{duration}s --timeout 10s"
+    command = [wrk_binary(), *options.split(), "--script", script]
+    for header in (f"Host: {target.host}", *headers):
+        command += ["--header", header]
+    command += [target.url + "/", "--", *args]
     result = subprocess.run(
-        command,
-        cwd=WRK_DIR,
-        capture_output=True,
-        text=True,
-        timeout=duration + 60,
+        command, cwd=WRK_DIR, capture_output=True, text=True, timeout=duration + 60
     )
-    line = next(
-        (line for line in result.stdout.splitlines() if line.startswith("BENCHJSON ")),
-        None,
-    )
-    if result.returncode != 0 or line is None:
+    summary = re.search(r"^BENCHJSON (.*)$", result.stdout, re.MULTILINE)
+    if result.returncode != 0 or summary is None:
         raise RuntimeError(
             f"wrk failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
         )
-    return json.loads(line.removeprefix("BENCHJSON "))
+    return json.loads(summary.group(1))
 
 
 class LogSlice:

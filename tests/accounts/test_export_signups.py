@@ -16,7 +16,6 @@ import sys
 import tempfile
 from datetime import UTC, datetime
 
-import psycopg
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
@@ -24,7 +23,7 @@ from django.core.management.base import CommandError
 from accounts.models import Signup
 from tests.support.commands import PROJECT_ROOT, TEST_SECRET_KEY, manage
 from tests.support.commands import site_environment as base_environment
-from tests.support.stack import shared_database
+from tests.support.stack import connect, shared_database
 
 HEADER = ["name", "email", "signed_up_at"]
 
@@ -157,14 +156,7 @@ def exported_database():
         env = base_environment(DJANGO_SECRET_KEY=TEST_SECRET_KEY, **db)
         result = manage("migrate", "--no-input", env=env)
         assert result.returncode == 0, result.stderr
-        with psycopg.connect(
-            host=db["POSTGRES_HOST"],
-            port=db["POSTGRES_PORT"],
-            user=db["POSTGRES_USER"],
-            password=db["POSTGRES_PASSWORD"] or None,
-            dbname=db["POSTGRES_DB"],
-            autocommit=True,
-        ) as conn:
+        with connect(db, autocommit=True) as conn:
             conn.execute(
                 "INSERT INTO accounts_signup (name, email)"
                 " SELECT 'Person ' || n, 'person' || n || '@example.com'"

@@ -80,6 +80,18 @@ class EchoUpstream:
         self._thread.join(timeout=5)
 
 
+def connect(database, **options):
+    """A psycopg connection to DATABASE, given as its POSTGRES_* variables."""
+    return psycopg.connect(
+        host=database["POSTGRES_HOST"],
+        port=database["POSTGRES_PORT"],
+        user=database["POSTGRES_USER"],
+        password=database["POSTGRES_PASSWORD"] or None,
+        dbname=database["POSTGRES_DB"],
+        **options,
+    )
+
+
 @contextlib.contextmanager
 def shared_database(params, prefix="signup_serving"):
     """A new database on the shared server (PARAMS: Django's DATABASES entry);
@@ -292,13 +304,7 @@ class ServingStack(ProcessGroup):
 
     def connect(self):
         """A psycopg connection to the stack's database."""
-        return psycopg.connect(
-            host=self.database["POSTGRES_HOST"],
-            port=self.database["POSTGRES_PORT"],
-            user=self.database["POSTGRES_USER"],
-            password=self.database["POSTGRES_PASSWORD"] or None,
-            dbname=self.database["POSTGRES_DB"],
-        )
+        return connect(self.database)
 
     def signup_count(self):
         with self.connect() as conn:

@@ -47,15 +47,13 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Turns a database outage in a view into the site's 503 page.
     "signup_site.unavailable.DatabaseUnavailableMiddleware",
-    # Sessions, users and messages are for the admin only: the public pages
-    # never use them (signup_site.admin_only).
-    "signup_site.admin_only.AdminSessionMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     # Before anything reads a form: refuses a body that is not UTF-8.
     "signup_site.form_encoding.FormEncodingMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
-    "signup_site.admin_only.AdminAuthenticationMiddleware",
-    "signup_site.admin_only.AdminMessageMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 

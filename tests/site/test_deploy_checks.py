@@ -12,10 +12,7 @@ from tests.support.commands import (
 HTTPS_ONLY_WARNINGS = {
     "security.W004",  # SECURE_HSTS_SECONDS: HSTS means nothing over http
     "security.W008",  # SECURE_SSL_REDIRECT
-    # SESSION_COOKIE_SECURE: W010 (found by the sessions app) where Django's
-    # own SessionMiddleware would add W011 and merge both into W012; the
-    # site's is signup_site.admin_only's subclass.
-    "security.W010",
+    "security.W012",  # SESSION_COOKIE_SECURE
     "security.W016",  # CSRF_COOKIE_SECURE
 }
 

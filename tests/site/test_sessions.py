@@ -1,7 +1,7 @@
 """
-Sessions, users and messages run for the admin only (signup_site.admin_only):
-the public pages do no session work even for a logged-in owner, and the admin
-still logs in, keeps its session and shows its messages.
+Django's session, authentication and message middleware: the public pages
+never load the session of a logged-in owner (nothing on them reads it), and
+the admin logs in, keeps its session and shows its messages.
 """
 
 import pytest
@@ -20,11 +20,9 @@ def test_public_pages_never_read_the_session_of_a_logged_in_owner(admin_client, 
         response = admin_client.get(path)
 
     assert response.status_code in (200, 404)
-    # Django's middleware would have loaded the session and the user here.
     assert [query["sql"] for query in queries] == []
     assert "sessionid" not in response.cookies
-    assert not hasattr(response.wsgi_request, "session")
-    assert not hasattr(response.wsgi_request, "user")
+    assert not response.wsgi_request.session.accessed
 
 
 def test_a_public_sign_up_by_a_logged_in_owner_is_stored(admin_client):
@@ -63,3 +61,10 @@ def test_the_admin_without_a_session_still_asks_for_a_login(client):
 
     assert response.status_code == 302
     assert response["Location"].startswith("/admin/login/")
+
+
+def test_a_public_view_can_read_who_is_logged_in(admin_client, owner):
+    response = admin_client.get("/")
+
+    assert response.status_code == 200
+    assert response.wsgi_request.user == owner

@@ -104,8 +104,7 @@ USE_I18N = True
 USE_TZ = True
 
 # Static files are collected into the image at build time and served by nginx;
-# hashed names let nginx tell browsers to cache them for a year
-# (signup_site.static_storage: Django's manifest storage, URLs kept).
+# hashed names let nginx tell browsers to cache them for a year.
 STATIC_URL = "/static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 # The site-wide stylesheet and icon, used by every page and by nginx's own
@@ -113,7 +112,9 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [("site", BASE_DIR / "signup_site" / "static")]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "signup_site.static_storage.HashedStaticFilesStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.ManifestStaticFilesStorage"
+    },
 }
 
 # Security. Django's defaults already deny framing, send nosniff, a same-origin

@@ -44,15 +44,8 @@ def next_period(start, kind):
 
 
 class ChangeListQuerySet(SignupQuerySet):
-    """The admin's sign-ups, with a date hierarchy that reads an index.
-
-    The hierarchy asks for the distinct years (or months, or days) that have
-    sign-ups. QuerySet.datetimes() answers by truncating the date of every
-    matching row: a million rows for the years. Here each period with
-    sign-ups costs one lookup of the earliest sign-up from the start of the
-    next one, on the index over signed_up_at: four or five lookups for the
-    years.
-    """
+    """The date hierarchy's periods found by one index lookup each, instead
+    of QuerySet.datetimes(), which truncates the date of every matching row."""
 
     def datetimes(self, field_name, kind, order="ASC", tzinfo=None):
         if kind not in ("year", "month", "day") or tzinfo is not None:
@@ -69,8 +62,7 @@ class ChangeListQuerySet(SignupQuerySet):
 
 
 # From this many rows on, the unfiltered list shows PostgreSQL's estimate of
-# the table's size instead of counting it: an exact count reads every row (or
-# every index entry), about 40 ms at a million, and grows with the table.
+# the table's size: an exact count reads every row.
 ESTIMATE_FROM = 100_000
 
 # The planner's own estimate of a table's rows: the density at the last
@@ -97,19 +89,10 @@ def estimated_rows(queryset):
 
 
 class FirstPagePaginator(Paginator):
-    """Fetches the first page before counting, counts a result that fits on
-    it from the page itself, and estimates the size of a large unfiltered
-    table instead of counting it.
-
-    The admin counts the matches, then fetches a page of them: every search
-    ran twice, and a search for one address read the trigram index twice.
-    Now a result of one page costs one query; a longer one costs the page and
-    a COUNT, as before (and a later page one more cheap query, for page one).
-    The whole table, unsearched and unfiltered, costs the page and a look at
-    the catalogue once it has ESTIMATE_FROM rows, on the first page only
-    (may_estimate, set by SignupAdmin.get_paginator): any other page is
-    reached by paging, and where the list ends must then be exact, or the
-    rows past an estimate that is too low could not be reached.
+    """Fetches the first page before counting, so a result that fits on one
+    page costs one query, not a COUNT and a fetch; on the first page only
+    (may_estimate), a large unfiltered table is estimated, not counted.
+    Later pages are counted exactly, so every row stays reachable.
     count_is_estimate tells the templates to say "about".
     """
 
@@ -173,11 +156,8 @@ class SignupChangeList(ChangeList):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if self.query:
-            # No date drill-down while searching. It starts from the first
-            # and last dates of the matches, and PostgreSQL, which cannot tell
-            # how many rows a LIKE '%term%' matches, looks for them by walking
-            # the signed_up_at index until a match turns up: the whole index
-            # for a search that matches one sign-up.
+            # No date drill-down while searching: its first and last dates of
+            # the matches make PostgreSQL walk the whole signed_up_at index.
             self.date_hierarchy = None
 
 
@@ -209,9 +189,8 @@ class SignupAdmin(admin.ModelAdmin):
         )
 
     def action_checkbox(self, obj):
-        """Django's checkbox in front of each row, the same HTML, written
-        directly: Django renders it through the form widget templates (three
-        template files a row), which took a third of the list page's time."""
+        """Django's checkbox HTML, written directly instead of through three
+        widget templates per row."""
         return format_html(
             '<input type="checkbox" name="{}" value="{}" class="action-select"'
             ' aria-label="{}">',

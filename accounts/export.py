@@ -20,9 +20,9 @@ LINES_PER_CHUNK = 1000
 class IsoFormatUTC(Func):
     """A timestamp with time zone as Python's isoformat() writes it in UTC
     (2026-05-12T09:30:00.250000+00:00, no fraction when it is zero), formatted
-    by PostgreSQL: turning a million timestamps into datetimes and back into
-    text is half the export's time otherwise. Django reads timestamps in UTC
-    whatever TIME_ZONE says (USE_TZ), so the text is the same."""
+    by PostgreSQL instead of making a datetime of each row and text of that.
+    Django reads timestamps in UTC whatever TIME_ZONE says (USE_TZ), so the
+    text is the same."""
 
     output_field = CharField()
     template = (

@@ -19,13 +19,8 @@ def render_fields(form):
 
 @cache
 def blank_fields():
-    """The empty form's fields, rendered once per process.
-
-    They are the same for every visitor (what differs per visitor, the CSRF
-    token, is outside them), and working them out through the template
-    language was most of the form page's cost. A deploy starts new
-    processes, so a changed form is never served stale.
-    """
+    """The empty form's fields, rendered once per process: they are the same
+    for every visitor (the CSRF token is outside them)."""
     return render_fields(SignupForm())
 
 
@@ -42,8 +37,7 @@ def signup(request):
         return render(
             request, SIGNUP_TEMPLATE, {"form": form, "fields": render_fields(form)}
         )
-    # The empty page needs no form object: its fields are kept, and there are
-    # no errors to show. In development a template edit shows on reload.
+    # In development a template edit shows on reload.
     fields = render_fields(SignupForm()) if settings.DEBUG else blank_fields()
     return render(request, SIGNUP_TEMPLATE, {"fields": fields})
 

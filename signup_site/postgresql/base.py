@@ -1,23 +1,15 @@
 """
-Django's PostgreSQL backend, with every wait for the database bounded while
-the site serves requests, so that a database that hangs costs a visitor a few
+Django's PostgreSQL backend with every wait for the database bounded while
+serving requests (signup_site.wsgi turns this on; management commands, such
+as a long migration, are left alone): a hung database costs a visitor a few
 seconds and the 503 page, never a worker killed by gunicorn's timeout.
 
-signup_site.wsgi turns the bounds on (signup_site.postgresql.bound_waits), so
-gunicorn's workers and runserver have them and management commands do not (a
-migration may rightly run for minutes).
-
-- The server ends what it can itself: a lock wait after LOCK_TIMEOUT_MS and a
-  statement after STATEMENT_TIMEOUT_MS, and the connection stays usable.
-- A frozen server (a paused container, a stopped host process) ends nothing,
-  and its kernel still acknowledges TCP, so keepalives see a live peer: only
-  the client's clock helps. No wait for an answer lasts longer than
-  ANSWER_TIMEOUT; then the connection is closed, so that a server that wakes
-  up finds its client gone and rolls back the transaction it had open.
-- After a wait in vain a process does not wait again for FAIL_FAST seconds:
-  every database access fails at once, so a stream of visitors gets the 503
-  page at once instead of queueing behind workers that each wait.
-- TCP keepalives close an idle connection whose peer is really gone.
+- The server ends a lock wait or a statement itself, after its timeouts.
+- A frozen server ends nothing and its kernel still acknowledges TCP, so only
+  the client's clock helps: after ANSWER_TIMEOUT the connection is closed,
+  and the server, once awake, finds its client gone and rolls back.
+- After such a wait, for FAIL_FAST seconds every access fails at once, so
+  visitors get the 503 page instead of queueing behind waiting workers.
 """
 
 import time
@@ -39,6 +31,7 @@ ANSWER_TIMEOUT = 4.0
 # failing it only costs a new connection.
 HEALTH_CHECK_TIMEOUT = 1.0
 FAIL_FAST = 5.0
+# Closes an idle connection whose peer is really gone.
 KEEPALIVES = {
     "keepalives": 1,
     "keepalives_idle": 10,

@@ -357,12 +357,25 @@ def test_the_figures_the_docs_quote_are_the_ones_the_files_set():
         "deploy/kubernetes/base/web-deployment.yaml",
         r"terminationGracePeriodSeconds: (\d+)",
     )
+    backend = "signup_site/postgresql/base.py"
+    lock = int(setting(backend, r"^LOCK_TIMEOUT_MS = (\d+)$")) // 1000
+    statement = int(setting(backend, r"^STATEMENT_TIMEOUT_MS = (\d+)$")) // 1000
+    answer = float(setting(backend, r"^ANSWER_TIMEOUT = ([\d.]+)$"))
+    health = float(setting(backend, r"^HEALTH_CHECK_TIMEOUT = ([\d.]+)$"))
+    fail_fast = float(setting(backend, r"^FAIL_FAST = ([\d.]+)$"))
     quoted = {
         "operations.md": [
+            f"cancels a lock wait after {lock} s and a statement after {statement} s",
+            f"after {answer:g} s, or {health:g} s for the check of a reused connection",
+            f"answers the 503 page at once for {fail_fast:g} s",
             f"`stop_grace_period` ({web_stop.removesuffix('s')} s)",
             f"gunicorn's graceful timeout ({graceful} s)",
         ],
-        "security.md": [f"Bodies over {body} KiB"],
+        "security.md": [
+            f"Bodies over {body} KiB",
+            f"lock {lock} s and statement {statement} s on the server, "
+            f"{answer:g} s for any answer",
+        ],
         "configuration.md": [
             f"re-resolved every {resolve} s",
             f"| `BACKUP_KEEP` | `{keep}` |",

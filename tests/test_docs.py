@@ -347,10 +347,16 @@ def setting(path, pattern):
 def test_the_figures_the_docs_quote_are_the_ones_the_files_set():
     web_stop = compose_service("compose.yaml", "web")["stop_grace_period"]
     swarm_web = compose_service("deploy/swarm/stack.yaml", "web")
-    graceful = setting("docker/gunicorn.conf.py", r'"GUNICORN_GRACEFUL_TIMEOUT", (\d+)')
-    body = setting("nginx/default.conf.template", r"client_max_body_size (\d+)k;")
-    resolve = setting("nginx/default.conf.template", r"resolver \S+ valid=(\d+)s")
-    keep = setting("docker/backup.sh", r'keep="\$\{BACKUP_KEEP:-(\d+)\}"')
+    graceful = setting(
+        "docker/web/gunicorn.conf.py", r'"GUNICORN_GRACEFUL_TIMEOUT", (\d+)'
+    )
+    body = setting(
+        "docker/nginx/default.conf.template", r"client_max_body_size (\d+)k;"
+    )
+    resolve = setting(
+        "docker/nginx/default.conf.template", r"resolver \S+ valid=(\d+)s"
+    )
+    keep = setting("docker/db/backup.sh", r'keep="\$\{BACKUP_KEEP:-(\d+)\}"')
     start_period = setting("docker/Dockerfile", r"--start-period=(\d+)s.*\n.*readyz")
     swarm_monitor = swarm_web["deploy"]["update_config"]["monitor"]
     k8s_grace = setting(

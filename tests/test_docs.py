@@ -1,39 +1,55 @@
 """
-The README keeps its promises: its sections in the order a newcomer needs
-them, its links and pictures there, the pictures the ones the browser tests
-take, and every command it documents backed by something in the repository.
+The README and the pages under docs/ keep their promises: the two commands the
+README gives work as written, every link leads to a file and a heading, every
+path they name exists, every variable the stack reads is documented, each page
+starts with the task a reader comes with, and the figures they quote are the
+ones the files set.
 """
 
+import json
 import re
+import subprocess
 from pathlib import Path
 
+import yaml
+
+from tests.compose import engine
+from tests.support.ci import unavailable
+
 ROOT = Path(__file__).resolve().parents[1]
-README = (ROOT / "README.md").read_text()
+README_PATH = ROOT / "README.md"
+README = README_PATH.read_text()
+DOCS = ROOT / "docs"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-# What a person who has never seen the project reads, top to bottom.
-SECTION_ORDER = [
-    "Quick start",
-    "What you get",
-    "Configuration",
-    "Security",
-    "Run the tests",
-    "Scaling",
-    "Deploy behind TLS",
-    "Beyond one machine",
-    "Backup and restore",
-    "Troubleshooting",
-    "Architecture",
-]
+# Names that look like paths of this repository but are something else.
+NOT_PATHS = {"docker/metadata-action"}  # a GitHub action
+# "About 200 lines": room to grow a little, not to become a manual again.
+README_MAX_LINES = 250
+# Written whole by the benchmark run it reports (bench/report.py), so its
+# opening is the benchmark's, not a hand-written task.
+GENERATED_PAGES = {"performance.md"}
 
 
-def headings(level):
-    marker = "#" * level + " "
-    return [
-        line[len(marker) :].strip()
-        for line in README.splitlines()
-        if line.startswith(marker)
-    ]
+def pages():
+    """README.md and every page under docs/."""
+    return [README_PATH, *sorted(DOCS.glob("*.md"))]
+
+
+def without_code(text):
+    """TEXT with its fenced code blocks blanked, line count kept."""
+    lines, fenced = [], False
+    for line in text.splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+            lines.append("")
+        else:
+            lines.append("" if fenced else line)
+    return "\n".join(lines)
+
+
+def headings(text, level=None):
+    found = re.findall(r"^(#{1,6}) (.+)$", without_code(text), flags=re.MULTILINE)
+    return [title.strip() for marks, title in found if level in (None, len(marks))]
 
 
 def slug(heading):
@@ -43,26 +59,160 @@ def slug(heading):
     return text.replace(" ", "-")
 
 
-def test_sections_come_in_the_order_a_newcomer_needs_them():
-    sections = headings(2)
-
-    assert [name for name in sections if name in SECTION_ORDER] == SECTION_ORDER
-
-
-def test_the_picture_of_the_services_is_a_mermaid_diagram_of_all_of_them():
-    architecture = README.split("## Architecture", 1)[1]
-    diagram = re.search(r"```mermaid\n(.*?)```", architecture, re.S).group(1)
-
-    for name in ("nginx", "web", "db", "frontend", "backend", "pgdata", "secrets"):
-        assert name in diagram
-    assert "volume: backups" in diagram
+def section(text, heading):
+    """The body of the section HEADING, up to the next heading of its level."""
+    marks = re.search(rf"^(#+) {re.escape(heading)}$", text, flags=re.MULTILINE)
+    assert marks, f"no section {heading!r}"
+    body = text[marks.end() :]
+    end = re.search(rf"^#{{1,{len(marks[1])}}} ", without_code(body), re.MULTILINE)
+    return body[: end.start()] if end else body
 
 
-def test_links_within_the_readme_lead_to_a_heading():
-    anchors = {slug(text) for level in (2, 3) for text in headings(level)}
+def code_blocks(text):
+    return re.findall(r"```(?:sh|text)?\n(.*?)```", text, flags=re.DOTALL)
 
-    for target in re.findall(r"\]\(#([^)]+)\)", README):
-        assert target in anchors, target
+
+def flat(text):
+    """TEXT with every run of white space made one space, for phrases that wrap."""
+    return " ".join(text.split())
+
+
+# --------------------------------------------------------------------------
+# the README's shape
+
+
+def test_the_readme_is_short_and_its_contents_list_every_section():
+    sections = headings(README, level=2)
+    contents = re.findall(
+        r"^- \[([^\]]+)\]\(#([^)]+)\)$", section(README, "Contents"), re.MULTILINE
+    )
+
+    assert len(README.splitlines()) <= README_MAX_LINES
+    assert [title for title, _ in contents] == [s for s in sections if s != "Contents"]
+    assert [anchor for _, anchor in contents] == [slug(t) for t, _ in contents]
+
+
+def test_the_readme_links_every_docs_page():
+    linked = set(re.findall(r"\]\(docs/([\w-]+\.md)(?:#[^)]*)?\)", README))
+
+    assert linked == {page.name for page in DOCS.glob("*.md")}
+
+
+def test_the_layout_names_every_top_level_folder():
+    layout = section(README, "Layout")
+    named = set(re.findall(r"^\| `([^`/]+)/", layout, flags=re.MULTILINE))
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    folders = {path.split("/", 1)[0] for path in tracked if "/" in path}
+
+    assert {".ci", ".github", "bench", "deploy", "docs"} <= folders
+    assert sorted(folders - named) == []
+    assert sorted(named - folders) == []
+
+
+def test_each_docs_page_starts_with_the_task_a_reader_comes_with():
+    for page in sorted(DOCS.glob("*.md")):
+        if page.name in GENERATED_PAGES:
+            continue
+        paragraphs = [p for p in page.read_text().split("\n\n") if p.strip()]
+        assert paragraphs[0].startswith("# "), page.name
+        assert "\n" not in paragraphs[0], page.name
+        assert paragraphs[1].startswith("You want to "), page.name
+
+
+# --------------------------------------------------------------------------
+# the two commands
+
+
+def test_the_run_command_starts_what_compose_yaml_defines(tmp_path):
+    run = section(README, "Run and test")
+    assert code_blocks(run)[0] == "docker compose up\n"
+    assert code_blocks(section(README, "Quick start"))[0] == "docker compose up\n"
+    assert "http://localhost:8080" in section(README, "Quick start")
+    # With no -f, Compose reads compose.yaml, plus an override file if there is
+    # one: there must be none, so the command runs exactly compose.yaml.
+    others = ("compose.yml", "docker-compose.yaml", "docker-compose.yml")
+    assert (ROOT / "compose.yaml").is_file()
+    assert [name for name in others if (ROOT / name).exists()] == []
+    assert list(ROOT.glob("*compose.override.y*ml")) == []
+    try:
+        binary = engine.compose_binary()
+    except engine.ComposeMissing as missing:
+        unavailable(str(missing))
+    empty_env = tmp_path / "empty.env"
+    empty_env.write_text("")
+
+    result = subprocess.run(
+        [binary, "--env-file", empty_env, "config", "--format", "json"],
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    assert {"secrets", "db", "web", "nginx"} <= set(services)
+    assert "backup" not in services  # a profile: `up` never starts it
+    published = [
+        (port["published"], port["target"]) for port in services["nginx"]["ports"]
+    ]
+    assert published == [("8080", 8080)]
+
+
+def test_the_test_command_is_what_ci_runs():
+    blocks = code_blocks(section(README, "Run and test"))
+    setup, command = blocks[1].strip(), blocks[2].strip()
+    ci = (ROOT / ".ci" / "run").read_text()
+    ci_lines = [line.strip() for line in ci.splitlines() if line.strip()]
+
+    def installs(text):
+        return sorted(
+            " ".join(arg for arg in args.split() if arg != "--quiet")
+            for args in re.findall(r"pip install ([^&\n]+)", text)
+        )
+
+    assert ci_lines[-1] == f"exec {command}"
+    assert "python3 -m venv .venv" in setup
+    assert "python3 -m venv .venv" in ci
+    assert installs(setup) == installs(ci)
+    assert installs(setup)  # there is something to compare
+    pytest_settings = (ROOT / "pyproject.toml").read_text()
+    assert 'testpaths = ["tests"]' in pytest_settings  # no argument needed
+
+
+# --------------------------------------------------------------------------
+# links, paths, pictures
+
+
+def test_every_relative_link_leads_to_a_file_and_a_heading():
+    for page in pages():
+        text = without_code(page.read_text())
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+:", target):
+                continue
+            path, _, anchor = target.partition("#")
+            linked = (page.parent / path).resolve() if path else page
+            assert linked.exists(), f"{page.name}: {target}"
+            if anchor:
+                assert linked.suffix == ".md", f"{page.name}: {target}"
+                slugs = {slug(title) for title in headings(linked.read_text())}
+                assert anchor in slugs, f"{page.name}: {target}"
+
+
+def test_every_path_the_docs_name_exists():
+    top_level = {entry.name for entry in ROOT.iterdir()}
+    checked = 0
+    for page in pages():
+        for path in re.findall(r"`([\w.-]+/[\w./-]*)`", page.read_text()):
+            if path.split("/", 1)[0] not in top_level or path in NOT_PATHS:
+                continue  # a path inside a container or on another machine
+            assert (ROOT / path).exists(), f"{page.name}: {path}"
+            checked += 1
+    assert checked > 20
 
 
 def test_every_picture_is_there_and_is_a_png():
@@ -89,11 +239,21 @@ def test_the_pictures_are_the_ones_the_browser_tests_take():
     assert shown == taken == stored
 
 
+def test_the_picture_of_the_services_is_a_mermaid_diagram_of_all_of_them():
+    architecture = (DOCS / "architecture.md").read_text()
+    diagram = re.search(r"```mermaid\n(.*?)```", architecture, re.S).group(1)
+
+    for name in ("nginx", "web", "db", "frontend", "backend", "pgdata", "secrets"):
+        assert name in diagram
+    assert "volume: backups" in diagram
+
+
 def test_documented_commands_exist():
+    docs = "\n".join(page.read_text() for page in pages())
     conftest = (ROOT / "tests" / "browser" / "conftest.py").read_text()
     compose = (ROOT / "compose.yaml").read_text()
 
-    assert ".venv/bin/pytest tests/browser --update-screenshots" in README
+    assert ".venv/bin/pytest tests/browser --update-screenshots" in docs
     assert '"--update-screenshots"' in conftest
     assert "docker compose -f compose.yaml -f compose.dev.yaml up --build" in README
     assert (ROOT / "compose.dev.yaml").is_file()
@@ -102,16 +262,20 @@ def test_documented_commands_exist():
         "docker compose run --rm backup list",
         "docker compose run --rm restore",
     ):
-        assert command in README
+        assert command in docs
     assert "\n  backup:\n" in compose
     assert "\n  restore:\n" in compose
-    assert "docker stack deploy -c deploy/swarm/stack.yaml signup" in README
+    assert "docker stack deploy -c deploy/swarm/stack.yaml signup" in docs
     assert (ROOT / "deploy" / "swarm" / "stack.yaml").is_file()
-    assert "docker compose build\ndocker compose push" in README
-    assert "python manage.py export_signups" in README
+    assert "docker compose build\ndocker compose push" in docs
+    assert "python manage.py export_signups" in docs
     assert (
         ROOT / "accounts" / "management" / "commands" / "export_signups.py"
     ).is_file()
+
+
+# --------------------------------------------------------------------------
+# variables
 
 
 def variables_the_stack_reads():
@@ -134,6 +298,12 @@ def variables_the_stack_reads():
     return names
 
 
+def variables_in_env_example():
+    """Every NAME= in .env.example, commented-out examples included."""
+    text = (ROOT / ".env.example").read_text()
+    return set(re.findall(r"^#? ?([A-Z][A-Z0-9_]+)=", text, flags=re.MULTILINE))
+
+
 def test_every_variable_the_stack_reads_is_documented_in_env_example():
     documented = set(
         re.findall(r"\b([A-Z][A-Z0-9_]+)=", (ROOT / ".env.example").read_text())
@@ -142,3 +312,93 @@ def test_every_variable_the_stack_reads_is_documented_in_env_example():
 
     assert {"DJANGO_SECRET_KEY", "WEB_CONCURRENCY", "SIGNUP_PORT"} <= read
     assert sorted(read - documented) == []
+
+
+def test_the_configuration_page_has_one_row_for_each_variable():
+    text = (DOCS / "configuration.md").read_text()
+    first_cells = re.findall(r"^\| ([^|]+) \|", text, flags=re.MULTILINE)
+    rows = [
+        set(re.findall(r"`([A-Z][A-Z0-9_]+)`", cell)) - {"NAME"}
+        for cell in first_cells
+        if cell.strip() not in ("Variable", "---")
+    ]
+    named = [name for row in rows for name in row if not name.endswith("_FILE")]
+
+    assert all(rows)
+    assert sorted(name for name in set(named) if named.count(name) > 1) == []
+    assert sorted(variables_in_env_example() - set(named)) == []
+    assert sorted(variables_the_stack_reads() - set(named)) == []
+
+
+# --------------------------------------------------------------------------
+# figures quoted in the docs are the ones the files set
+
+
+def compose_service(path, name):
+    return yaml.safe_load((ROOT / path).read_text())["services"][name]
+
+
+def setting(path, pattern):
+    found = re.search(pattern, (ROOT / path).read_text(), flags=re.MULTILINE)
+    assert found, f"{path}: {pattern}"
+    return found[1]
+
+
+def test_the_figures_the_docs_quote_are_the_ones_the_files_set():
+    web_stop = compose_service("compose.yaml", "web")["stop_grace_period"]
+    swarm_web = compose_service("deploy/swarm/stack.yaml", "web")
+    graceful = setting(
+        "docker/web/gunicorn.conf.py", r'"GUNICORN_GRACEFUL_TIMEOUT", (\d+)'
+    )
+    body = setting(
+        "docker/nginx/default.conf.template", r"client_max_body_size (\d+)k;"
+    )
+    resolve = setting(
+        "docker/nginx/default.conf.template", r"resolver \S+ valid=(\d+)s"
+    )
+    keep = setting("docker/db/backup.sh", r'keep="\$\{BACKUP_KEEP:-(\d+)\}"')
+    start_period = setting("docker/Dockerfile", r"--start-period=(\d+)s.*\n.*readyz")
+    swarm_monitor = swarm_web["deploy"]["update_config"]["monitor"]
+    k8s_grace = setting(
+        "deploy/kubernetes/base/web-deployment.yaml",
+        r"terminationGracePeriodSeconds: (\d+)",
+    )
+    backend = "signup_site/postgresql/base.py"
+    lock = int(setting(backend, r"^LOCK_TIMEOUT_MS = (\d+)$")) // 1000
+    statement = int(setting(backend, r"^STATEMENT_TIMEOUT_MS = (\d+)$")) // 1000
+    answer = float(setting(backend, r"^ANSWER_TIMEOUT = ([\d.]+)$"))
+    health = float(setting(backend, r"^HEALTH_CHECK_TIMEOUT = ([\d.]+)$"))
+    fail_fast = float(setting(backend, r"^FAIL_FAST = ([\d.]+)$"))
+    quoted = {
+        "operations.md": [
+            f"cancels a lock wait after {lock} s and a statement after {statement} s",
+            f"after {answer:g} s, or {health:g} s for the check of a reused connection",
+            f"answers the 503 page at once for {fail_fast:g} s",
+            f"`stop_grace_period` ({web_stop.removesuffix('s')} s)",
+            f"gunicorn's graceful timeout ({graceful} s)",
+        ],
+        "security.md": [
+            f"Bodies over {body} KiB",
+            f"lock {lock} s and statement {statement} s on the server, "
+            f"{answer:g} s for any answer",
+        ],
+        "configuration.md": [
+            f"re-resolved every {resolve} s",
+            f"| `BACKUP_KEEP` | `{keep}` |",
+        ],
+        "architecture.md": [f"re-resolved every {resolve} s"],
+        "backups.md": [f"the newest `BACKUP_KEEP` ({keep})"],
+        "deployment.md": [
+            f"resolver 127.0.0.11 valid={resolve}s",
+            f"the healthcheck's {start_period} s start period",
+            f"the {swarm_monitor.removesuffix('s')} s `monitor`",
+            f"A stopped task gets {swarm_web['stop_grace_period'].removesuffix('s')} s",
+            f"longer than gunicorn's {graceful} s graceful drain",
+            f"The grace period is {k8s_grace} s",
+        ],
+    }
+
+    for page, phrases in quoted.items():
+        text = flat((DOCS / page).read_text())
+        for phrase in phrases:
+            assert flat(phrase) in text, f"{page}: {phrase}"

@@ -29,8 +29,8 @@ BASE_NAMES = ("postgres", "python", "nginx")
 
 PULL_TIMEOUT = 900
 
-README = engine.PROJECT_ROOT / "README.md"
-VERSIONS_HEADING = "### Images the Compose tests run"
+TESTING_PAGE = engine.PROJECT_ROOT / "docs" / "testing.md"
+VERSIONS_HEADING = "## Images the Compose tests run"
 
 
 class UnknownImageSet(ValueError):
@@ -156,12 +156,12 @@ def prepare(selection=None):
     return eng, timings
 
 
-def documented_versions(readme=README):
-    """{image the project names: stand-in version}, from the README's table
-    under VERSIONS_HEADING (rows like ``| `postgres:18` | PostgreSQL 17 |``)."""
-    text = Path(readme).read_text()
+def documented_versions(page=TESTING_PAGE):
+    """{image the project names: stand-in version}, from the testing page's
+    table under VERSIONS_HEADING (rows like ``| `postgres:18` | PostgreSQL 17 |``)."""
+    text = Path(page).read_text()
     if VERSIONS_HEADING not in text:
-        raise LookupError(f"{readme} has no section {VERSIONS_HEADING!r}")
+        raise LookupError(f"{page} has no section {VERSIONS_HEADING!r}")
     section = text.split(VERSIONS_HEADING, 1)[1].split("\n#", 1)[0]
     rows = re.findall(r"^\| `([^`]+)` \| ([^|]+?) \|$", section, flags=re.MULTILINE)
     return dict(rows)

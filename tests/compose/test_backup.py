@@ -1,5 +1,5 @@
 """
-Backup and restore as the README tells a person to run them, in a real Docker
+Backup and restore as docs/backups.md tells a person to run them, in a real Docker
 engine: `docker compose run --rm backup` and `docker compose run --rm restore`
 (profile "backup" of compose.yaml), with the stand-in postgres image.
 

@@ -1,6 +1,6 @@
 """
 The switch between the stand-ins and the official images
-(``SIGNUP_TEST_IMAGES``, tests/compose/images.py), and the README's table of
+(``SIGNUP_TEST_IMAGES``, tests/compose/images.py), and the testing page's table of
 the images the project names. Only the failed-pull test needs an engine; it
 pulls from a closed port on 127.0.0.1, never from a registry.
 """
@@ -163,7 +163,7 @@ def test_official_images_deselect_the_standin_tests():
     assert "deselected" in with_official
 
 
-def test_the_readme_names_the_images_the_project_names():
+def test_the_testing_page_names_the_images_the_project_names():
     assert list(images.documented_versions()) == images.official_images()
 
 

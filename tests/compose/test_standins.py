@@ -307,7 +307,7 @@ def test_postgres_refuses_to_start(docker_names, env, mount_at, message):
 # --------------------------------------------------------------------------
 # versions
 
-# stand-in -> (command, what it prints, the README's way to name it)
+# stand-in -> (command, what it prints, the testing page's way to name it)
 VERSION_PROBES = {
     "postgres": (("postgres", "--version"), r"\(PostgreSQL\) (\d+)\.", "PostgreSQL {}"),
     "python": (("python", "--version"), r"^Python (\d+\.\d+)\.", "Python {}"),
@@ -315,7 +315,7 @@ VERSION_PROBES = {
 }
 
 
-def test_the_standins_run_the_versions_the_readme_names(docker_names):
+def test_the_standins_run_the_versions_the_testing_page_names(docker_names):
     documented = images.documented_versions()
     assert len(documented) == len(VERSION_PROBES)
     for official, version in documented.items():

@@ -332,7 +332,7 @@ def markdown(results):
     )
     add(
         "- gunicorn: `docker/web/gunicorn.conf.py`, which loads the site in the "
-        "master before forking and freezes it from the garbage collector; as "
+        "master before forking (preload_app); as "
         "each target ran it (`--print-config`):"
     )
     add("")

@@ -107,11 +107,7 @@ def playwright_api():
 @pytest.fixture(scope="session")
 def browser(playwright_api):
     """Debian's Chromium, started by Playwright (never a downloaded build)."""
-    if not os.access(CHROMIUM, os.X_OK):
-        unavailable(
-            f"{CHROMIUM} is missing: the browser tests use Debian's Chromium "
-            "(apt-get install chromium; .ci/run installs it)"
-        )
+    ci.require_program(CHROMIUM, "the browser tests use Debian's Chromium", "chromium")
     browser = playwright_api.chromium.launch(
         executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, timeout=60_000
     )
@@ -165,11 +161,9 @@ def seed_signups(database, now):
 @pytest.fixture(scope="session")
 def site(browser):
     """The serving stack, a month of sign-ups and an admin account."""
-    if not os.access(NGINX_BINARY, os.X_OK):
-        unavailable(
-            f"{NGINX_BINARY} is missing: the browser tests go through Debian's "
-            "nginx (apt-get install nginx; .ci/run installs it)"
-        )
+    ci.require_program(
+        NGINX_BINARY, "the browser tests go through Debian's nginx", "nginx"
+    )
     from django.conf import settings
 
     stack = ServingStack(settings.DATABASES["default"]).start()

@@ -34,6 +34,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.support.commands import copy_as_cloned
+
 HERE = Path(__file__).resolve().parent
 PROJECT_ROOT = HERE.parents[1]
 STANDINS_DIR = HERE / "standins"
@@ -627,21 +629,9 @@ def remove_test_images():
 
 
 def fresh_clone(destination):
-    """Copy what a clone holds: tracked and new files that are not ignored
-    (so no .env, no .venv, no collected static files)."""
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        check=True,
-    ).stdout.decode()
-    for name in filter(None, listed.split("\0")):
-        source = PROJECT_ROOT / name
-        if source.is_file():
-            target = destination / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target)
-    return destination
+    """Copy what a clone holds (so no .env, no .venv, no collected static
+    files)."""
+    return copy_as_cloned(PROJECT_ROOT, destination)
 
 
 @dataclass

@@ -19,7 +19,7 @@ from pathlib import Path
 import yaml
 
 from tests.support.ci import unavailable
-from tests.support.commands import PROJECT_ROOT
+from tests.support.commands import PROJECT_ROOT, copy_as_cloned
 
 KUBERNETES_DIR = PROJECT_ROOT / "deploy" / "kubernetes"
 BASE = Path("base")
@@ -57,16 +57,7 @@ def copy_manifests(destination):
     """Copy deploy/kubernetes as a clone has it (tracked files and new ones
     git does not ignore, so never a developer's own secret files), and create
     each file an overlay's secretGenerator reads with a random test value."""
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=KUBERNETES_DIR,
-        capture_output=True,
-        check=True,
-    ).stdout.decode()
-    for name in filter(None, listed.split("\0")):
-        target = destination / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(KUBERNETES_DIR / name, target)
+    copy_as_cloned(KUBERNETES_DIR, destination)
     for overlay in OVERLAYS:
         for generator in kustomization(overlay).get("secretGenerator", []):
             for entry in generator.get("files", []):

@@ -12,13 +12,12 @@ import subprocess
 import pytest
 import requests
 
-from loopback.dns import FakeDNS
 from loopback.nginx import NGINX_BINARY, Nginx
-from loopback.processes import free_port, make_workdir
+from loopback.processes import free_port
 from tests.deploy import kubernetes as k8s
-from tests.support.ci import unavailable
+from tests.support.ci import require_program
 from tests.support.commands import PROJECT_ROOT
-from tests.support.stack import EchoUpstream
+from tests.support.stack import nginx_before_echo
 
 HOOK = PROJECT_ROOT / "docker" / "nginx" / "resolver.envsh"
 
@@ -86,8 +85,7 @@ def cluster_like_nginx(tmp_path_factory):
     """Real nginx with the project's template, configured from the rendered
     nginx pod's environment; a fake cluster DNS that knows web only by its
     fully qualified name; an echo server standing in for gunicorn."""
-    if not os.access(NGINX_BINARY, os.X_OK):
-        unavailable(f"{NGINX_BINARY} is missing (apt-get install nginx)")
+    require_program(NGINX_BINARY, "this test runs Debian's nginx", "nginx")
     kubectl = k8s.kubectl_or_unavailable()
     root = k8s.copy_manifests(tmp_path_factory.mktemp("kubernetes"))
     objects = k8s.render(kubectl, root, k8s.EXAMPLE)
@@ -95,31 +93,21 @@ def cluster_like_nginx(tmp_path_factory):
     env = k8s.expand_env(pod["containers"][0]["env"], **{"metadata.namespace": "shop"})
     host = env["NGINX_UPSTREAM"].rsplit(":", 1)[0]
 
-    upstream = EchoUpstream()
-    dns = FakeDNS({host: "127.0.0.1"})
-    resolver = source_hook(
-        NGINX_RESOLVER=env["NGINX_RESOLVER"], NGINX_LOCAL_RESOLVERS=dns.address
-    )
-    assert resolver.returncode == 0, resolver.stderr
-    workdir = make_workdir("signup-k8s-nginx-")
-    nginx = Nginx(
-        workdir,
-        {
-            "NGINX_PORT": free_port(),
-            # The pod's name, with the echo server's port instead of 8000.
-            "NGINX_UPSTREAM": f"{host}:{upstream.port}",
-            "NGINX_RESOLVER": resolver.stdout,
-            "NGINX_STATIC_ROOT": workdir / "static",
-        },
-    )
-    try:
-        nginx.start().wait_ready()
+    def resolver(address):
+        hook = source_hook(
+            NGINX_RESOLVER=env["NGINX_RESOLVER"], NGINX_LOCAL_RESOLVERS=address
+        )
+        assert hook.returncode == 0, hook.stderr
+        return hook.stdout
+
+    # The pod's name, with the echo server's port instead of 8000.
+    with nginx_before_echo(
+        "signup-k8s-nginx-",
+        upstream_host=host,
+        records={host: "127.0.0.1"},
+        resolver=resolver,
+    ) as (nginx, upstream, dns):
         yield nginx, upstream, dns, host
-    finally:
-        nginx.stop()
-        dns.close()
-        upstream.close()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def test_nginx_reaches_web_by_the_name_the_pod_gives_it(cluster_like_nginx):

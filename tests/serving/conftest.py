@@ -7,27 +7,19 @@ Without /usr/sbin/nginx or envsubst the tests that need them fail in CI
 provides them.
 """
 
-import os
 import shutil
 
 import pytest
 
-from loopback.dns import FakeDNS
-from loopback.nginx import NGINX_BINARY, Nginx
-from loopback.processes import free_port, make_workdir
-from tests.support.ci import unavailable
-from tests.support.stack import EchoUpstream, ServingStack
+from loopback.nginx import NGINX_BINARY
+from tests.support.ci import require_program, unavailable
+from tests.support.stack import ServingStack, nginx_before_echo
 
 
 @pytest.fixture(scope="session")
 def nginx_binary():
     """Debian's nginx binary, or a failure (CI) or skip (elsewhere) saying why."""
-    if not os.access(NGINX_BINARY, os.X_OK):
-        reason = (
-            f"{NGINX_BINARY} is missing: the serving tests need Debian's nginx "
-            "(apt-get install nginx; .ci/run installs it)"
-        )
-        unavailable(reason)
+    require_program(NGINX_BINARY, "the serving tests need Debian's nginx", "nginx")
     if shutil.which("envsubst") is None:
         unavailable(
             "envsubst renders the nginx template (apt-get install gettext-base)"
@@ -52,23 +44,5 @@ def serving_stack(nginx_binary):
 def echo_proxy(nginx_binary):
     """nginx with the project's template in front of a server that echoes the
     headers it receives: what the site would see, exactly."""
-    upstream = EchoUpstream()
-    dns = FakeDNS({})
-    workdir = make_workdir("signup-echo-")
-    nginx = Nginx(
-        workdir,
-        {
-            "NGINX_PORT": free_port(),
-            "NGINX_UPSTREAM": f"127.0.0.1:{upstream.port}",
-            "NGINX_RESOLVER": dns.address,
-            "NGINX_STATIC_ROOT": workdir / "static",
-        },
-    )
-    try:
-        nginx.start().wait_ready()
+    with nginx_before_echo("signup-echo-") as (nginx, upstream, _dns):
         yield nginx, upstream
-    finally:
-        nginx.stop()
-        dns.close()
-        upstream.close()
-        shutil.rmtree(workdir, ignore_errors=True)

@@ -20,3 +20,12 @@ def unavailable(reason, *, allow_module_level=False):
     if running_in_ci():
         pytest.fail(f"{reason} (CI is set, so this fails)", pytrace=False)
     pytest.skip(reason, allow_module_level=allow_module_level)
+
+
+def require_program(path, needed_for, package):
+    """Fail (CI) or skip (elsewhere) unless PATH is an executable program."""
+    if not os.access(path, os.X_OK):
+        unavailable(
+            f"{path} is missing: {needed_for} "
+            f"(apt-get install {package}; .ci/run installs it)"
+        )

@@ -1,5 +1,6 @@
 """Run manage.py in a child process with the production settings module."""
 
+import shutil
 import subprocess
 import sys
 
@@ -32,3 +33,20 @@ def start_manage(*args, env):
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def copy_as_cloned(source, destination):
+    """Copy what a clone holds below SOURCE (tracked files and new ones git
+    does not ignore: no .env, no .venv, no secret files) to DESTINATION."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=source,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    for name in filter(None, listed.split("\0")):
+        if (source / name).is_file():
+            target = destination / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source / name, target)
+    return destination

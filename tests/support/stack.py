@@ -80,6 +80,36 @@ class EchoUpstream:
         self._thread.join(timeout=5)
 
 
+@contextlib.contextmanager
+def nginx_before_echo(
+    prefix, *, upstream_host="127.0.0.1", records=None, resolver=None
+):
+    """nginx with the project's template in front of an EchoUpstream reached
+    as UPSTREAM_HOST, names answered by a FakeDNS holding RECORDS; RESOLVER
+    turns the DNS stand-in's address into NGINX_RESOLVER. Yields (nginx,
+    upstream, dns)."""
+    upstream = EchoUpstream()
+    dns = FakeDNS(records or {})
+    workdir = make_workdir(prefix)
+    nginx = Nginx(
+        workdir,
+        {
+            "NGINX_PORT": free_port(),
+            "NGINX_UPSTREAM": f"{upstream_host}:{upstream.port}",
+            "NGINX_RESOLVER": resolver(dns.address) if resolver else dns.address,
+            "NGINX_STATIC_ROOT": workdir / "static",
+        },
+    )
+    try:
+        nginx.start().wait_ready()
+        yield nginx, upstream, dns
+    finally:
+        nginx.stop()
+        dns.close()
+        upstream.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 def connect(database, **options):
     """A psycopg connection to DATABASE, given as its POSTGRES_* variables."""
     return psycopg.connect(

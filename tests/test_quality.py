@@ -225,3 +225,28 @@ def test_pre_commit_hooks_use_the_test_groups_versions():
 def test_pre_commit_config_is_valid():
     result = run(tool("pre-commit"), "validate-config", ".pre-commit-config.yaml")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_web_images_requirements_are_pyprojects_pins_with_hashes():
+    """docker/web/requirements.txt is compiled from pyproject.toml (its header
+    says how); a pin changed in one place only would ship something else."""
+    import re
+    import tomllib
+
+    text = (ROOT / "docker" / "web" / "requirements.txt").read_text()
+    pinned = {}
+    for requirement in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "dependencies"
+    ]:
+        name, version = requirement.split("==")
+        name, _, extra = name.partition("[")
+        pinned[name.lower()] = version
+        if extra:  # psycopg[binary] brings psycopg-binary of the same version
+            pinned[f"{name.lower()}-{extra.rstrip(']')}"] = version
+    entries = re.findall(
+        r"^([A-Za-z0-9._-]+)==(\S+) \\\n((?:\s+--hash=\S+.*\n)+)", text, re.M
+    )
+
+    assert {name.lower(): version for name, version, _ in entries} == pinned
+    assert all("--hash=sha256:" in hashes for _, _, hashes in entries)
+    assert "://" not in text  # no index address

@@ -392,8 +392,9 @@ def test_the_figures_the_docs_quote_are_the_ones_the_files_set():
             f"resolver 127.0.0.11 valid={resolve}s",
             f"the healthcheck's {start_period} s start period",
             f"the {swarm_monitor.removesuffix('s')} s `monitor`",
-            f"A stopped task gets {swarm_web['stop_grace_period'].removesuffix('s')} s",
-            f"longer than gunicorn's {graceful} s graceful drain",
+            f"keeps serving for {swarm_web['environment']['WEB_STOP_DELAY']} s",
+            f"the rest of its {swarm_web['stop_grace_period'].removesuffix('s')} s",
+            f"plus gunicorn's {graceful} s graceful drain",
             f"The grace period is {k8s_grace} s",
         ],
     }

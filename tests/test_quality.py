@@ -5,6 +5,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -200,9 +201,6 @@ def test_every_skip_goes_through_the_ci_rule():
 
 def test_pre_commit_hooks_use_the_test_groups_versions():
     """A contributor's hooks and the test suite run the same linters."""
-    import re
-    import tomllib
-
     pinned = dict(
         requirement.split("==")
         for requirement in tomllib.loads((ROOT / "pyproject.toml").read_text())[
@@ -230,9 +228,6 @@ def test_pre_commit_config_is_valid():
 def test_the_web_images_requirements_are_pyprojects_pins_with_hashes():
     """docker/web/requirements.txt is compiled from pyproject.toml (its header
     says how); a pin changed in one place only would ship something else."""
-    import re
-    import tomllib
-
     text = (ROOT / "docker" / "web" / "requirements.txt").read_text()
     pinned = {}
     for requirement in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][

@@ -5,13 +5,14 @@ This package's own module imports nothing from Django, so that
 signup_site.wsgi can turn the bounds on before Django is set up.
 """
 
-_serving = {"bounded": False}
+_bounded = False
 
 
 def bound_waits():
     """Bound every database wait of this process: it serves requests."""
-    _serving["bounded"] = True
+    global _bounded
+    _bounded = True
 
 
 def waits_are_bounded():
-    return _serving["bounded"]
+    return _bounded

@@ -102,8 +102,8 @@ class ComposeMissing(EngineUnavailable):
     pass
 
 
-class ComposeError(RuntimeError):
-    """A compose command exited non-zero (raised by ``compose(check=True)``)."""
+class CommandFailed(RuntimeError):
+    """A docker or compose command exited non-zero (raised when CHECK)."""
 
     def __init__(self, args, result):
         self.result = result
@@ -144,25 +144,23 @@ def docker_env(env=None, *, legacy_builder=True):
     return env
 
 
+def run_captured(cmd, *, check, **options):
+    """The CompletedProcess of CMD (text, captured); CommandFailed if CHECK
+    and it exited non-zero."""
+    result = subprocess.run(cmd, capture_output=True, text=True, **options)
+    if check and result.returncode != 0:
+        raise CommandFailed(cmd, result)
+    return result
+
+
 def docker(*args, check=True, timeout=120, input=None, env=None):
     """Run ``docker ARGS`` and return the CompletedProcess (text, captured).
 
     ENV is the complete environment (default os.environ)."""
     cmd = [docker_cli(), *map(str, args)]
-    result = subprocess.run(
-        cmd,
-        input=input,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=docker_env(env),
-        check=False,
+    return run_captured(
+        cmd, check=check, input=input, timeout=timeout, env=docker_env(env)
     )
-    if check and result.returncode != 0:
-        raise subprocess.CalledProcessError(
-            result.returncode, cmd, result.stdout, result.stderr
-        )
-    return result
 
 
 def engine_answers(timeout=10):
@@ -591,7 +589,7 @@ def compose(
 
     ENV is the complete environment (as for subprocess; it is what Compose
     interpolates ``${...}`` from), default os.environ. Returns the
-    CompletedProcess (text, captured); raises ComposeError if CHECK and it
+    CompletedProcess (text, captured); raises CommandFailed if CHECK and it
     failed.
     """
     cmd = [str(compose_binary()), "--project-name", project]
@@ -606,18 +604,9 @@ def compose(
         LOOPBACK_REGISTRY_PREFIXES
     ):
         del env["SIGNUP_REGISTRY"]
-    result = subprocess.run(
-        cmd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-        cwd=cwd or PROJECT_ROOT,
-        check=False,
+    return run_captured(
+        cmd, check=check, timeout=timeout, env=env, cwd=cwd or PROJECT_ROOT
     )
-    if check and result.returncode != 0:
-        raise ComposeError(cmd, result)
-    return result
 
 
 def remove_test_images():

@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from tests.compose import engine, images
+from tests.support.stack import connect
 
 pytestmark = [
     pytest.mark.engine,
@@ -80,15 +81,14 @@ def wait_until(probe, container, what, timeout=90):
 
 
 def pg_connect(port, user, password, dbname):
-    return psycopg.connect(
-        host="127.0.0.1",
-        port=port,
-        user=user,
-        password=password,
-        dbname=dbname,
-        connect_timeout=5,
-        autocommit=True,
-    )
+    database = {
+        "POSTGRES_HOST": "127.0.0.1",
+        "POSTGRES_PORT": port,
+        "POSTGRES_USER": user,
+        "POSTGRES_PASSWORD": password,
+        "POSTGRES_DB": dbname,
+    }
+    return connect(database, connect_timeout=5, autocommit=True)
 
 
 def start_postgres(names, label, *, env, volume, command=(), extra=()):

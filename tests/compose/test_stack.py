@@ -451,6 +451,25 @@ def test_web_killed_hard_gives_the_branded_502_and_is_restarted(stack):
     wait_until_healthy(web)
 
 
+def anonymous_volumes(stack):
+    """The volumes mounted in the project's containers that it did not name."""
+    project = stack.project.name
+    containers = engine.docker(
+        "ps",
+        "--all",
+        "--quiet",
+        "--filter",
+        f"label=com.docker.compose.project={project}",
+    ).stdout.split()
+    mounts = engine.docker("inspect", "--format", "{{json .Mounts}}", *containers)
+    return [
+        mount["Name"]
+        for line in mounts.stdout.splitlines()
+        for mount in json.loads(line)
+        if mount["Type"] == "volume" and not mount["Name"].startswith(f"{project}_")
+    ]
+
+
 def test_down_and_up_keep_the_data_and_down_v_removes_it(stack):
     email = f"persist-{uuid.uuid4().hex[:8]}@example.com"
     session, token = browser_session(stack)
@@ -465,6 +484,9 @@ def test_down_and_up_keep_the_data_and_down_v_removes_it(stack):
         == "1"
     )
 
+    # `down` without --volumes removes no volume, so an anonymous one (a
+    # VOLUME in an image with nothing mounted there) would be left behind.
+    assert anonymous_volumes(stack) == []
     stack("down", timeout=300)
     stack("up", "--detach", "--wait", "--wait-timeout", "300", timeout=900)
     stack.wait_for_site()

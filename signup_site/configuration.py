@@ -1,25 +1,24 @@
 """
-Read the site's configuration from the environment, all at once.
-
-Every setting that depends on the deployment comes through here, so a missing
-or malformed variable is found before Django starts, together with every other
-problem, in one message that says how to fix each. Nothing here has an insecure
-fallback: there is no default secret key and no default database password.
+Read the site's configuration from the environment, all at once: a missing or
+malformed variable stops start-up before Django starts, in one message that
+lists every problem and how to fix each. Nothing here has an insecure fallback:
+there is no default secret key and no default database password.
 """
 
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from urllib.parse import urlsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
-TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
-FALSE_WORDS = frozenset({"0", "false", "no", "off"})
-MIN_SECRET_KEY_LENGTH = 50
-MIN_SECRET_KEY_UNIQUE = 5
+BOOLEANS = dict.fromkeys(("1", "true", "yes", "on"), True) | dict.fromkeys(
+    ("0", "false", "no", "off"), False
+)
+DEFAULT_PUBLIC_URL = "http://localhost:8080"
+POSTGRESQL = "django.db.backends.postgresql"
 DEFAULT_ADMIN_URL = "admin/"
 # Segments of letters, digits and - . _ ~, each ending in a slash: what both
 # Django's URL patterns and nginx's rate-limit key take literally.
@@ -34,123 +33,80 @@ class ConfigurationError(ImproperlyConfigured):
 
     def __init__(self, problems):
         self.problems = list(problems)
+        count = len(self.problems)
         lines = [
-            f"The site is not configured correctly ({len(self.problems)} "
-            f"problem{'s' if len(self.problems) != 1 else ''}):"
-        ]
-        lines += [f"  - {problem}" for problem in self.problems]
-        lines.append(
+            f"The site is not configured correctly ({count} "
+            f"problem{'s' if count != 1 else ''}):",
+            *(f"  - {problem}" for problem in self.problems),
             "Set these variables in the environment or in .env "
-            "(.env.example documents each one)."
-        )
+            "(.env.example documents each one).",
+        ]
         super().__init__("\n".join(lines))
-
-
-@dataclass(frozen=True)
-class Superuser:
-    username: str
-    email: str
-    password: str
-
-
-@dataclass(frozen=True)
-class Configuration:
-    secret_key: str
-    debug: bool
-    public_url: str
-    public_scheme: str
-    allowed_hosts: list[str]
-    csrf_trusted_origins: list[str]
-    database: dict
-    superuser: Superuser | None
-    hsts_seconds: int
-    hsts_include_subdomains: bool
-    hsts_preload: bool
-    conn_max_age: int
-    admin_url: str
-
-    @property
-    def https(self):
-        return self.public_scheme == "https"
 
 
 class EnvironmentReader:
     """Reads variables and collects problems instead of stopping at the first.
 
+    Empty counts as unset. A value means what it says: unlike django-environ's
+    readers, none expands "$NAME", which a password may well contain.
     gunicorn.conf.py reads its own variables through it too, by the same rules.
     """
 
     def __init__(self, environ_):
-        self.env = environ.Env()
-        # django-environ reads from the mapping it is given; a copy keeps the
-        # reader independent of later changes to os.environ.
-        self.env.ENVIRON = dict(environ_)
+        # A copy, so later changes to os.environ do not reach the reader.
+        self.environ = dict(environ_)
         self.problems = []
 
     def raw(self, name):
-        return self.env.ENVIRON.get(name)
+        """NAME's value exactly as set, or None."""
+        return self.environ.get(name) or None
 
     def string(self, name, default=None):
-        value = self.raw(name)
-        return default if value is None else value
+        """NAME's value without surrounding blanks, or DEFAULT."""
+        return (self.raw(name) or "").strip() or default
+
+    def list(self, name, default=()):
+        """NAME's comma-separated items, blanks dropped; DEFAULT if there are none."""
+        items = [item.strip() for item in self.string(name, "").split(",")]
+        return [item for item in items if item] or list(default)
 
     def boolean(self, name, default):
         # Not env.bool: it reads any word it does not know as False, so a
         # typo such as "ture" would silently turn a setting off.
-        value = self.raw(name)
-        if value is None or value.strip() == "":
-            return default
-        word = value.strip().lower()
-        if word in TRUE_WORDS:
-            return True
-        if word in FALSE_WORDS:
-            return False
-        self.problems.append(
-            f"{name}={value!r} is not a boolean: use one of "
-            "1/true/yes/on or 0/false/no/off."
-        )
-        return default
+        word = self.string(name, "").lower()
+        if not word or word in BOOLEANS:
+            return BOOLEANS.get(word, default)
+        expected = "a boolean: use one of 1/true/yes/on or 0/false/no/off"
+        return self._problem(name, default, expected)
 
     def integer(self, name, default, minimum=0):
-        value = self.raw(name)
-        if value is None or value.strip() == "":
+        value = self.string(name)
+        if value is None:
             return default
-        try:
-            number = self.env.int(name)
-        except (ValueError, ImproperlyConfigured):  # the latter: a "$OTHER" unset
-            number = None
-        if number is None or number < minimum:
-            self.problems.append(
-                f"{name}={value!r} is not a whole number of at least {minimum}."
-            )
-            return default
-        return number
-
-    def list(self, name, default=()):
-        """NAME's comma-separated items, blanks dropped; DEFAULT if there are none."""
-        items = [
-            item.strip() for item in self.env.list(name, default=[]) if item.strip()
-        ]
-        return items or list(default)
+        # Digits only, the rule docker/nginx/hsts.envsh applies too.
+        if re.fullmatch("[0-9]+", value) and int(value) >= minimum:
+            return int(value)
+        return self._problem(name, default, f"a whole number of at least {minimum}")
 
     def choice(self, name, default, choices):
-        value = self.string(name, "").strip().lower() or default
-        if value not in choices:
-            self.problems.append(
-                f"{name}={value!r} is not one of {', '.join(choices)}."
-            )
-            return default
-        return value
+        value = self.string(name, default).lower()
+        if value in choices:
+            return value
+        return self._problem(name, default, f"one of {', '.join(choices)}")
 
-    def secret(self, name, *, required, hint, generated=None):
+    def _problem(self, name, default, expected):
+        self.problems.append(f"{name}={self.raw(name)!r} is not {expected}.")
+        return default
+
+    def secret(self, name, generated=None, hint=None):
         """
         The value of NAME, or the contents of the file named by NAME_FILE, or
         else of the file GENERATED in SIGNUP_SECRETS_DIR (where the Compose
-        stack keeps the secrets it made on first start). Empty means unset, as
-        it does for the official postgres image.
+        stack keeps the secrets it made on first start). With a HINT the
+        secret is required, and the HINT says how to make one.
         """
         file_name = f"{name}_FILE"
-        value, path = self.raw(name) or None, self.raw(file_name) or None
+        value, path = self.raw(name), self.raw(file_name)
         if value is not None and path is not None:
             self.problems.append(
                 f"{name} and {file_name} are both set: set only one of them."
@@ -159,7 +115,7 @@ class EnvironmentReader:
         if value is not None:
             return value
         if path is None and generated and self.raw("SIGNUP_SECRETS_DIR"):
-            candidate = Path(self.raw("SIGNUP_SECRETS_DIR")) / generated
+            candidate = Path(self.raw("SIGNUP_SECRETS_DIR"), generated)
             if candidate.is_file():
                 path, file_name = str(candidate), "SIGNUP_SECRETS_DIR"
         if path is not None:
@@ -171,19 +127,33 @@ class EnvironmentReader:
                 reason = getattr(exc, "strerror", None) or str(exc)
                 self.problems.append(f"{file_name}={path!r} cannot be read ({reason}).")
                 return None
-        if required:
+        if hint:
             self.problems.append(f"{name} (or {file_name}) is not set: {hint}.")
         return None
 
 
-def _public_url(reader):
-    name = "DJANGO_PUBLIC_URL"
-    value = reader.string(name, "http://localhost:8080").strip()
+def _secret_key(env):
+    key = env.secret("DJANGO_SECRET_KEY", "django_secret_key", GENERATE_KEY_HINT)
+    # The same bar as Django's own deployment check (security.W009).
+    if key is not None and (
+        len(key) < 50 or len(set(key)) < 5 or key.startswith("django-insecure")
+    ):
+        env.problems.append(
+            f"DJANGO_SECRET_KEY is not random enough ({len(key)} characters, "
+            f"{len(set(key))} different); use at least 50 random characters: "
+            f"{GENERATE_KEY_HINT}."
+        )
+    return key
+
+
+def _public_url(env):
+    """DJANGO_PUBLIC_URL's origin (scheme, host, port) and host name."""
+    value = env.string("DJANGO_PUBLIC_URL", DEFAULT_PUBLIC_URL)
     try:
         parts = urlsplit(value)
         port = parts.port
-    except ValueError:
-        parts, port = None, None
+    except ValueError:  # a port that is not a number from 0 to 65535
+        parts = None
     if (
         parts is None
         or parts.scheme not in ("http", "https")
@@ -191,158 +161,121 @@ def _public_url(reader):
         or parts.path not in ("", "/")
         or parts.query
         or parts.fragment
-        or parts.username
-        or parts.password
+        or "@" in parts.netloc
     ):
-        reader.problems.append(
-            f"{name}={value!r} is not a site address: use scheme, host and "
-            "optional port only, e.g. http://localhost:8080 or https://signup.example.com."
+        env.problems.append(
+            f"DJANGO_PUBLIC_URL={value!r} is not a site address: use scheme, host "
+            "and optional port only, e.g. http://localhost:8080 or "
+            "https://signup.example.com."
         )
-        return "http://localhost:8080", "http", "localhost"
+        return DEFAULT_PUBLIC_URL, "localhost"
     origin = f"{parts.scheme}://{parts.hostname}"
-    if port is not None:
-        origin += f":{port}"
-    return origin, parts.scheme, parts.hostname
+    return origin + ("" if port is None else f":{port}"), parts.hostname
 
 
-def _database(reader):
-    url = reader.string("DATABASE_URL")
-    if url:
+def _database(env):
+    """DATABASES["default"], from DATABASE_URL or else the POSTGRES_* pieces."""
+    if url := env.string("DATABASE_URL"):
+        # The scheme first: django-environ warns of one it does not know,
+        # quoting the URL, password and all, and its exceptions may too.
         try:
-            config = reader.env.db_url_config(url)
+            postgres = environ.Env.DB_SCHEMES.get(urlsplit(url).scheme) == POSTGRESQL
+            database = environ.Env.db_url_config(url) if postgres else {}
         except Exception:  # django-environ raises several types
-            # The exception's text may quote the URL, password and all.
-            reader.problems.append(
-                "DATABASE_URL cannot be parsed: use "
+            database = {}
+        if not database:
+            env.problems.append(
+                "DATABASE_URL is not a PostgreSQL address: use "
                 "postgres://user:password@host:port/name, with special characters "
                 "in the password percent-encoded (or use the POSTGRES_* variables)."
             )
-            return None
-        if config.get("ENGINE") != "django.db.backends.postgresql":
-            reader.problems.append(
-                "DATABASE_URL must point to PostgreSQL (postgres://user:password@host:port/name)."
-            )
-            return None
-        return config
-
-    user = reader.secret("POSTGRES_USER", required=False, hint="") or "postgres"
-    # Optional: a server with trust or peer authentication needs none, and a
-    # wrong or missing one is reported by `bootstrap` in plain words.
-    password = reader.secret(
-        "POSTGRES_PASSWORD", required=False, hint="", generated="postgres_password"
-    )
-    name = reader.secret("POSTGRES_DB", required=False, hint="") or user
-    port = reader.integer("POSTGRES_PORT", 5432, minimum=1)
-    if port > 65535:
-        reader.problems.append(f"POSTGRES_PORT={port} is not a TCP port (1-65535).")
-    return {
-        "ENGINE": "django.db.backends.postgresql",
-        "HOST": reader.string("POSTGRES_HOST", "db").strip() or "db",
-        "PORT": port,
-        "USER": user,
-        "PASSWORD": password or "",
-        "NAME": name,
-    }
+    else:
+        user = env.secret("POSTGRES_USER") or "postgres"
+        port = env.integer("POSTGRES_PORT", 5432, minimum=1)
+        if port > 65535:
+            env.problems.append(f"POSTGRES_PORT={port} is not a TCP port (1-65535).")
+        database = {
+            "ENGINE": POSTGRESQL,
+            "HOST": env.string("POSTGRES_HOST", "db"),
+            "PORT": port,
+            "USER": user,
+            # Optional: a server with trust or peer authentication needs none,
+            # and `bootstrap` reports a wrong or missing one in plain words.
+            "PASSWORD": env.secret("POSTGRES_PASSWORD", "postgres_password") or "",
+            "NAME": env.secret("POSTGRES_DB") or user,
+        }
+    # Short: a database that does not answer should cost a visitor a couple
+    # of seconds and a 503 page, not a hang until a proxy gives up.
+    timeout = env.integer("POSTGRES_CONNECT_TIMEOUT", 3, minimum=2)
+    database.setdefault("OPTIONS", {}).setdefault("connect_timeout", timeout)
+    return database
 
 
-def _admin_url(reader):
-    """The admin's path below the site's root, such as admin/ (Django's
-    ADMIN_URL; nginx's login rate limit reads the same variable)."""
-    name = "DJANGO_ADMIN_URL"
-    value = reader.string(name, "").strip() or DEFAULT_ADMIN_URL
+def _admin_url(env):
+    value = env.string("DJANGO_ADMIN_URL", DEFAULT_ADMIN_URL)
     segments = value.split("/")[:-1]
     if (
-        not ADMIN_URL_PATTERN.fullmatch(value)
-        or any(segment in (".", "..") for segment in segments)
-        or segments[0] == "static"
+        ADMIN_URL_PATTERN.fullmatch(value)
+        and not {".", ".."} & set(segments)
+        and segments[0] != "static"
     ):
-        reader.problems.append(
-            f"{name}={value!r} is not an admin path: use segments of letters, "
-            "digits and - . _ ~, each ending with a slash and none starting "
-            "with one, e.g. admin/ or office/admin/ (not under static/)."
-        )
-        return DEFAULT_ADMIN_URL
-    return value
+        return value
+    env.problems.append(
+        f"DJANGO_ADMIN_URL={value!r} is not an admin path: use segments of "
+        "letters, digits and - . _ ~, each ending with a slash and none "
+        "starting with one, e.g. admin/ or office/admin/ (not under static/)."
+    )
+    return DEFAULT_ADMIN_URL
 
 
-def _superuser(reader):
-    username = reader.string("DJANGO_SUPERUSER_USERNAME", "").strip()
-    email = reader.string("DJANGO_SUPERUSER_EMAIL", "").strip()
-    password = reader.string("DJANGO_SUPERUSER_PASSWORD", "")
-    if not (username or email or password):
+def _superuser(env):
+    """The admin account `bootstrap` creates, or None if none is configured."""
+    account = {
+        "USERNAME": env.string("DJANGO_SUPERUSER_USERNAME", ""),
+        "EMAIL": env.string("DJANGO_SUPERUSER_EMAIL", ""),
+        "PASSWORD": env.raw("DJANGO_SUPERUSER_PASSWORD") or "",
+    }
+    if not any(account.values()):
         return None
     missing = [
-        name
-        for name, value in (
-            ("DJANGO_SUPERUSER_USERNAME", username),
-            ("DJANGO_SUPERUSER_PASSWORD", password),
-        )
-        if not value
+        f"DJANGO_SUPERUSER_{key}"
+        for key in ("USERNAME", "PASSWORD")
+        if not account[key]
     ]
     if missing:
-        reader.problems.append(
+        env.problems.append(
             f"{' and '.join(missing)} must be set too when an admin account is "
             "to be created from the environment (or unset all DJANGO_SUPERUSER_* "
             "variables)."
         )
-        return None
-    return Superuser(username=username, email=email, password=password)
+    return account
 
 
 def load(environ_=None):
-    """Build the Configuration from ENVIRON_ (default: os.environ)."""
-    reader = EnvironmentReader(os.environ if environ_ is None else environ_)
-
-    secret_key = reader.secret(
-        "DJANGO_SECRET_KEY",
-        required=True,
-        hint=GENERATE_KEY_HINT,
-        generated="django_secret_key",
-    )
-    if secret_key is not None and (
-        len(secret_key) < MIN_SECRET_KEY_LENGTH
-        or len(set(secret_key)) < MIN_SECRET_KEY_UNIQUE
-        or secret_key.startswith("django-insecure")
-    ):
-        # The same bar as Django's own deployment check (security.W009).
-        reader.problems.append(
-            f"DJANGO_SECRET_KEY is not random enough ({len(secret_key)} characters, "
-            f"{len(set(secret_key))} different); use at least "
-            f"{MIN_SECRET_KEY_LENGTH} random characters: {GENERATE_KEY_HINT}."
-        )
-    debug = reader.boolean("DJANGO_DEBUG", False)
-    origin, scheme, hostname = _public_url(reader)
-    extra_hosts = reader.list("DJANGO_ALLOWED_HOSTS")
-    database = _database(reader)
-    superuser = _superuser(reader)
-    hsts_seconds = reader.integer("DJANGO_HSTS_SECONDS", 3600)
-    hsts_include_subdomains = reader.boolean("DJANGO_HSTS_INCLUDE_SUBDOMAINS", True)
-    hsts_preload = reader.boolean("DJANGO_HSTS_PRELOAD", True)
-    conn_max_age = reader.integer("DJANGO_CONN_MAX_AGE", 60)
-    admin_url = _admin_url(reader)
-    # Short: a database that does not answer should cost a visitor a couple
-    # of seconds and a 503 page, not a hang until a proxy gives up.
-    connect_timeout = reader.integer("POSTGRES_CONNECT_TIMEOUT", 3, minimum=2)
-
-    if reader.problems:
-        raise ConfigurationError(reader.problems)
-
-    database.setdefault("OPTIONS", {}).setdefault("connect_timeout", connect_timeout)
+    """The site's configuration from ENVIRON_ (default: os.environ), as a
+    namespace; ConfigurationError lists every problem found."""
+    env = EnvironmentReader(os.environ if environ_ is None else environ_)
+    secret_key = _secret_key(env)
+    debug = env.boolean("DJANGO_DEBUG", False)
+    origin, hostname = _public_url(env)
     # "localhost" is also reached as 127.0.0.1 and [::1]; accept all three.
     loopback = ["127.0.0.1", "[::1]"] if hostname == "localhost" else []
-    allowed_hosts = list(dict.fromkeys([hostname, *loopback, *extra_hosts]))
-    return Configuration(
+    extra_hosts = env.list("DJANGO_ALLOWED_HOSTS")
+    config = SimpleNamespace(
         secret_key=secret_key,
         debug=debug,
         public_url=origin,
-        public_scheme=scheme,
-        allowed_hosts=allowed_hosts,
+        https=origin.startswith("https:"),
+        allowed_hosts=list(dict.fromkeys([hostname, *loopback, *extra_hosts])),
         csrf_trusted_origins=[origin],
-        database=database,
-        superuser=superuser,
-        hsts_seconds=hsts_seconds,
-        hsts_include_subdomains=hsts_include_subdomains,
-        hsts_preload=hsts_preload,
-        conn_max_age=conn_max_age,
-        admin_url=admin_url,
+        database=_database(env),
+        superuser=_superuser(env),
+        hsts_seconds=env.integer("DJANGO_HSTS_SECONDS", 3600),
+        hsts_include_subdomains=env.boolean("DJANGO_HSTS_INCLUDE_SUBDOMAINS", True),
+        hsts_preload=env.boolean("DJANGO_HSTS_PRELOAD", True),
+        conn_max_age=env.integer("DJANGO_CONN_MAX_AGE", 60),
+        admin_url=_admin_url(env),
     )
+    if env.problems:
+        raise ConfigurationError(env.problems)
+    return config

@@ -1,9 +1,6 @@
 """
-Django settings for the sign-up site.
-
-Deployment-specific values come from signup_site.configuration, which reads
-the environment once and stops start-up with a list of every problem. What is
-left here is the same for every deployment.
+Django settings for the sign-up site. What differs between deployments comes
+from the environment through signup_site.configuration; the rest is here.
 """
 
 from pathlib import Path
@@ -20,13 +17,9 @@ DEBUG = _config.debug
 ALLOWED_HOSTS = _config.allowed_hosts
 CSRF_TRUSTED_ORIGINS = _config.csrf_trusted_origins
 SIGNUP_PUBLIC_URL = _config.public_url
-# The admin account `bootstrap` creates. A dict like DATABASES, so the debug
-# page masks its PASSWORD by name.
-BOOTSTRAP_SUPERUSER = _config.superuser and {
-    "USERNAME": _config.superuser.username,
-    "EMAIL": _config.superuser.email,
-    "PASSWORD": _config.superuser.password,
-}
+# The admin account `bootstrap` creates, or None: a dict like DATABASES, so
+# the debug page masks its PASSWORD by name.
+BOOTSTRAP_SUPERUSER = _config.superuser
 # The debug page also masks DATABASE_URL, which holds the database password
 # (under runserver every environment variable is in request.META).
 DEFAULT_EXCEPTION_REPORTER_FILTER = "signup_site.error_reports.SecretMaskingFilter"
@@ -58,8 +51,7 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "signup_site.urls"
-# Where the admin lives, relative to the site's root (signup_site.urls);
-# DJANGO_ADMIN_URL, which nginx's login rate limit reads too.
+# The admin's path below the site's root (signup_site.urls).
 ADMIN_URL = _config.admin_url
 WSGI_APPLICATION = "signup_site.wsgi.application"
 
@@ -103,8 +95,8 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
-# Static files are collected into the image at build time and served by nginx;
-# hashed names let nginx tell browsers to cache them for a year.
+# Collected into the image at build time and served by nginx, under hashed
+# names that browsers may cache for a year.
 STATIC_URL = "/static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 # The site-wide stylesheet and icon, used by every page and by nginx's own
@@ -117,10 +109,8 @@ STORAGES = {
     },
 }
 
-# Security. Django's defaults already deny framing, send nosniff, a same-origin
-# Referrer-Policy and Cross-Origin-Opener-Policy, and keep cookies HttpOnly and
-# SameSite=Lax. What depends on HTTPS follows from DJANGO_PUBLIC_URL.
-SESSION_COOKIE_HTTPONLY = True
+# Django's defaults cover the other security headers and cookie flags; what
+# depends on HTTPS follows from DJANGO_PUBLIC_URL.
 if _config.https:
     # nginx overwrites X-Forwarded-Proto on every request, so a client cannot
     # forge it; only then is this header safe to trust.

@@ -280,16 +280,15 @@ def test_documented_commands_exist():
 
 def variables_the_stack_reads():
     """Names read from .env or the environment by the stack's own files."""
+    reader = (
+        r"\.(?:raw|string|boolean|integer|secret|list|choice)\(\s*\"([A-Z][A-Z0-9_]*)\""
+    )
     patterns = {
         "compose.yaml": r"(?<!\$)\$\{([A-Z][A-Z0-9_]*)",
         "compose.dev.yaml": r"(?<!\$)\$\{([A-Z][A-Z0-9_]*)",
         "deploy/swarm/stack.yaml": r"(?<!\$)\$\{([A-Z][A-Z0-9_]*)",
-        "signup_site/configuration.py": (
-            r"\.(?:string|boolean|integer|secret|list|choice)\(\s*\"([A-Z][A-Z0-9_]*)\""
-        ),
-        "docker/web/gunicorn.conf.py": (
-            r"\.(?:string|integer|list|choice)\(\s*\"([A-Z][A-Z0-9_]*)\""
-        ),
+        "signup_site/configuration.py": reader,
+        "docker/web/gunicorn.conf.py": reader,
         "docker/web/start.sh": r"(?<!\$)\$\{([A-Z][A-Z0-9_]*)",
     }
     names = set()

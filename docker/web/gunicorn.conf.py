@@ -2,33 +2,10 @@
 #
 #   gunicorn -c docker/web/gunicorn.conf.py [signup_site.wsgi:application]
 #
-# from the project's root (the image's /app): it reads its variables through
-# signup_site.configuration, by the same rules as the site's own.
-#
-# Environment variables an operator may set (default in brackets):
-#
-#   GUNICORN_BIND                 address to listen on; several, comma-separated
-#                                 [0.0.0.0:8000]
-#   WEB_CONCURRENCY               worker processes [3]
-#   GUNICORN_TIMEOUT              seconds a worker may be silent before it is
-#                                 killed and replaced [30]
-#   GUNICORN_GRACEFUL_TIMEOUT     seconds in-flight requests get to finish after
-#                                 SIGTERM [30]
-#   GUNICORN_KEEPALIVE            seconds an idle keep-alive connection is held
-#                                 (threaded workers only) [5]
-#   GUNICORN_MAX_REQUESTS         requests before a worker is replaced, 0 for
-#                                 never [10000]
-#   GUNICORN_MAX_REQUESTS_JITTER  random extra requests, so workers are not all
-#                                 replaced at once [1000]
-#   GUNICORN_WORKER_TMP_DIR       directory of the worker heartbeat files
-#                                 [/dev/shm when it exists]
-#   GUNICORN_LOG_LEVEL            debug, info, warning, error or critical [info]
-#   FORWARDED_ALLOW_IPS           peers whose X-Forwarded-Proto gunicorn
-#                                 believes [127.0.0.1,::1]
-#   GUNICORN_CONTROL_SOCKET       path of the gunicornc control socket [off]
-#
-# Anything else goes in GUNICORN_CMD_ARGS, which gunicorn applies after this
-# file (then the command line wins over both).
+# from the project's root (the image's /app). It reads its variables, listed in
+# docs/configuration.md, through signup_site.configuration, by the same rules
+# as the site's own. Anything else goes in GUNICORN_CMD_ARGS, which gunicorn
+# applies after this file (then the command line wins over both).
 
 import os
 import sys
@@ -66,10 +43,9 @@ max_requests_jitter = _env.integer("GUNICORN_MAX_REQUESTS_JITTER", 1000, minimum
 # never waits for a disk (Docker mounts /dev/shm as tmpfs). gunicorn makes it
 # with mkstemp and unlinks it at once, so a shared directory is safe.
 _SHM = "/dev/shm"  # noqa: S108
-if _env.string("GUNICORN_WORKER_TMP_DIR"):
-    worker_tmp_dir = _env.string("GUNICORN_WORKER_TMP_DIR")
-elif os.path.isdir(_SHM):
-    worker_tmp_dir = _SHM
+worker_tmp_dir = _env.string(
+    "GUNICORN_WORKER_TMP_DIR", _SHM if os.path.isdir(_SHM) else None
+)
 # Only nginx's own X-Forwarded-Proto could switch wsgi.url_scheme to https,
 # and only from these peers. The default trusts loopback alone: in Compose
 # nginx is another container, so gunicorn ignores the header there and Django
@@ -112,8 +88,7 @@ if _env.problems:
 try:
     load()
 except ConfigurationError as exc:
-    sys.stderr.write(f"{exc}\n")
-    sys.exit(1)
+    sys.exit(str(exc))
 if _env.problems:
     sys.exit(1)
 

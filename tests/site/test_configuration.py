@@ -84,6 +84,13 @@ def test_every_problem_is_listed_at_once():
         assert name in joined
 
 
+@pytest.mark.parametrize("value", ["+5", "1_000", "5.0", "-1", "\u0663", "$OTHER"])
+def test_numbers_are_plain_digits_as_nginx_reads_them(value):
+    assert problems({**BASE, "OTHER": "5", "DJANGO_HSTS_SECONDS": value}) == [
+        f"DJANGO_HSTS_SECONDS={value!r} is not a whole number of at least 0."
+    ]
+
+
 @pytest.mark.parametrize(
     ("key", "described"),
     [
@@ -227,12 +234,21 @@ def test_database_url_wins_over_pieces():
     assert config.database["NAME"] == "d"
 
 
-def test_database_url_must_be_postgres():
-    (problem,) = problems(
-        {"DJANGO_SECRET_KEY": GOOD_KEY, "DATABASE_URL": "mysql://u:p@h/d"}
-    )
+@pytest.mark.parametrize(
+    "url",
+    [
+        "mysql://u:hunter2@h/d",
+        "postgres//u:hunter2@h/d",  # django-environ would warn, quoting it
+        "postgres://u:hunter2@h:port/d",
+        "postgres://u:hunter2@[h/d",
+    ],
+)
+def test_database_url_must_be_postgres_and_is_never_quoted(url, recwarn):
+    (problem,) = problems({"DJANGO_SECRET_KEY": GOOD_KEY, "DATABASE_URL": url})
 
-    assert "DATABASE_URL must point to PostgreSQL" in problem
+    assert problem.startswith("DATABASE_URL is not a PostgreSQL address: use ")
+    assert "hunter2" not in problem
+    assert not [warning for warning in recwarn if "hunter2" in str(warning.message)]
 
 
 @pytest.mark.parametrize(
@@ -254,6 +270,7 @@ def test_database_url_must_be_postgres():
             ["signup.example.com"],
         ),
         ("http://127.0.0.1:9000", "http://127.0.0.1:9000", ["127.0.0.1"]),
+        (" ", "http://localhost:8080", ["localhost", "127.0.0.1", "[::1]"]),
     ],
 )
 def test_public_url_sets_hosts_and_trusted_origins(url, origin, hosts):
@@ -303,10 +320,11 @@ def test_superuser_from_environment():
         }
     )
 
-    assert (config.superuser.username, config.superuser.email) == (
-        "admin",
-        "admin@example.com",
-    )
+    assert config.superuser == {
+        "USERNAME": "admin",
+        "EMAIL": "admin@example.com",
+        "PASSWORD": "a long passphrase",
+    }
 
 
 def settings_in_child_process(names, **environment):
@@ -450,6 +468,6 @@ def test_the_reader_gunicorn_shares_collects_its_problems_too():
     assert reader.choice("LEVEL", "info", ("info", "debug")) == "info"
     assert reader.integer("WORKERS", 3, minimum=1) == 3
     assert reader.problems == [
-        "LEVEL='loud' is not one of info, debug.",
+        "LEVEL='Loud' is not one of info, debug.",
         "WORKERS='$UNSET_NAME' is not a whole number of at least 1.",
     ]

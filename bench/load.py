@@ -1,19 +1,19 @@
 """
-Load with wrk and what it did: one phase is one wrk run against one target,
-read back from wrk's own summary (bench/wrk/report.lua), nginx's and
-gunicorn's access logs, and the row count.
+Load with wrk and what it did: wrk's own summary (bench/wrk/report.lua), the
+statuses in the access logs, the CPU time of each process per request and,
+for sign-ups, the rows they added.
 """
 
 import json
 import re
 import resource
-import shutil
 import subprocess
 import time
 import uuid
 from collections import Counter
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from loopback.processes import tree_cpu_seconds
 
 WRK_DIR = Path(__file__).resolve().parent / "wrk"
 # "GET / HTTP/1.1" 200: the request line and status in both access logs.
@@ -26,34 +26,16 @@ BROWSER_HEADERS = (
     "User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 "
     "Firefox/128.0",
 )
-SCENARIOS = {
-    # name: (script, method, path, expected status)
-    "get": ("get.lua", "GET", "/", 200),
-    "post": ("signup.lua", "POST", "/", 302),
-}
+CPU_PARTS = ("app", "nginx", "postgres", "wrk")
 
 
-def wrk_binary():
-    path = shutil.which("wrk")
-    if not path:
-        raise RuntimeError("wrk is not installed: apt-get install -y wrk")
-    return path
-
-
-def wrk_version():
-    result = subprocess.run(
-        [wrk_binary(), "--version"], capture_output=True, text=True, timeout=10
-    )
-    return (result.stdout + result.stderr).splitlines()[0].split(" [")[0]
-
-
-def run_wrk(target, script, args=(), *, duration, connections, threads=1, headers=()):
-    """wrk against TARGET for DURATION seconds; wrk's summary as a dict."""
+def run_wrk(url, script, args=(), *, duration, connections, threads=1, headers=()):
+    """wrk against URL for DURATION seconds; wrk's summary as a dict."""
     options = f"-t{threads} -c{max(connections, threads)} -d{duration}s --timeout 10s"
-    command = [wrk_binary(), *options.split(), "--script", script]
-    for header in (f"Host: {target.host}", *headers):
+    command = ["wrk", *options.split(), "--script", script]
+    for header in headers:
         command += ["--header", header]
-    command += [target.url + "/", "--", *args]
+    command += [url + "/", "--", *args]
     result = subprocess.run(
         command, cwd=WRK_DIR, capture_output=True, text=True, timeout=duration + 60
     )
@@ -66,31 +48,23 @@ def run_wrk(target, script, args=(), *, duration, connections, threads=1, header
 
 
 class LogSlice:
-    """The lines a log file gains between mark() and read()."""
+    """The requests an access log gains from now on."""
 
     def __init__(self, path):
         self.path = Path(path)
-        self.offset = self.size()
-
-    def size(self):
-        try:
-            return self.path.stat().st_size
-        except FileNotFoundError:
-            return 0
-
-    def read(self):
-        with self.path.open("rb") as log:
-            log.seek(self.offset)
-            return log.read().decode(errors="replace").splitlines()
+        self.offset = self.path.stat().st_size if self.path.exists() else 0
 
     def statuses(self, method, path):
         """Counter of the statuses of METHOD PATH requests in the slice."""
-        counts = Counter()
-        for line in self.read():
-            match = REQUEST_STATUS.search(line)
-            if match and match.group(1) == method and match.group(2) == path:
-                counts[int(match.group(3))] += 1
-        return counts
+        with self.path.open("rb") as log:
+            log.seek(self.offset)
+            lines = log.read().decode(errors="replace").splitlines()
+        found = (REQUEST_STATUS.search(line) for line in lines)
+        return Counter(
+            int(match[3])
+            for match in found
+            if match and match.group(1, 2) == (method, path)
+        )
 
 
 def settle(path, *, quiet=0.3, timeout=15):
@@ -106,131 +80,74 @@ def settle(path, *, quiet=0.3, timeout=15):
         time.sleep(0.05)
 
 
-@dataclass
-class Phase:
-    """One wrk run against one target, and what the stack saw of it."""
-
-    target: str
-    scenario: str
-    round: int
-    requests: int
-    seconds: float
-    rps: float
-    p50_ms: float
-    p90_ms: float
-    p99_ms: float
-    max_ms: float
-    socket_errors: int
-    statuses: dict
-    unexpected: int
-    cut_off: int
-    app_cpu_ms: float | None = None
-    cpu_ms: dict = field(default_factory=dict)
-    app_successes: int | None = None
-    rows_added: int | None = None
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def errors(self):
-        return self.socket_errors + self.unexpected
-
-    @property
-    def rows_match(self):
-        return self.rows_added is None or self.rows_added == self.app_successes
-
-    def as_dict(self):
-        return {**asdict(self), "errors": self.errors, "rows_match": self.rows_match}
-
-
-def cpu_snapshot(target, database):
+def measure(target, script, args=(), *, path="/", method="GET", ok=200, **wrk):
+    """wrk's figures for a run against TARGET through nginx (with DIRECT,
+    against gunicorn itself, as an orchestrator's probes reach it), as a
+    browser at its host, with the statuses of METHOD PATH the access log
+    recorded: any but OK is an error, except 499, a request wrk cut off when
+    its time was up."""
+    url, log = target.url, LogSlice(target.access_log)
+    if wrk.pop("direct", False):
+        url = f"http://127.0.0.1:{target.gunicorn.port}"
+        log = LogSlice(target.gunicorn.access_log.path)
+    headers = wrk.pop("headers", ())
+    wrk["headers"] = [f"Host: {target.host}", *BROWSER_HEADERS, *headers]
+    summary = run_wrk(url, script, args, **wrk)
+    settle(log.path, quiet=0.1)
+    statuses = log.statuses(method, path)
+    failed = ("connect_errors", "read_errors", "write_errors", "timeouts")
     return {
-        "app": target.gunicorn.cpu_seconds(),
-        "nginx": target.nginx_cpu_seconds(),
-        "postgres": database.cpu_seconds(),
+        "requests": summary["requests"],
+        "rps": summary["requests"] / (summary["duration_us"] / 1e6),
+        "p50_ms": summary["p50_us"] / 1000,
+        "p90_ms": summary["p90_us"] / 1000,
+        "p99_ms": summary["p99_us"] / 1000,
+        "statuses": {str(status): count for status, count in sorted(statuses.items())},
+        "errors": sum(summary[name] for name in failed)
+        + sum(count for status, count in statuses.items() if status not in (ok, 499)),
+        "cut_off": statuses[499],
     }
 
 
-def run_phase(
-    target,
-    scenario,
-    *,
-    database,
-    duration,
-    connections,
-    threads=1,
-    round_number=0,
-):
-    """Load TARGET with SCENARIO ("get" or "post"); return the Phase."""
-    script, method, path, expected = SCENARIOS[scenario]
-    args, headers = (), list(BROWSER_HEADERS)
-    if scenario == "post":
-        cookie, token = target.csrf_pair()
-        args = (cookie, token, uuid.uuid4().hex[:12])
-        headers.append(f"Origin: http://{target.host}")
-    nginx_log = LogSlice(target.nginx_access_log)
-    gunicorn_log = LogSlice(target.gunicorn.access_log.path)
-    rows_before = database.rows() if scenario == "post" else None
-    cpu_before = cpu_snapshot(target, database)
+def cpu_seconds(target, database):
+    """CPU seconds so far of TARGET's gunicorn and nginx (each with all their
+    processes), of the whole PostgreSQL cluster, and of wrk (our children)."""
+    wrk = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {
+        "app": target.gunicorn.cpu_seconds(),
+        "nginx": tree_cpu_seconds(target.nginx.process.pid),
+        "postgres": database.cpu_seconds(),
+        "wrk": wrk.ru_utime + wrk.ru_stime,
+    }
 
-    wrk_before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    summary = run_wrk(
-        target,
-        script,
-        args,
-        duration=duration,
-        connections=connections,
-        threads=threads,
-        headers=headers,
-    )
+
+def run_phase(target, scenario, database, round_number, **wrk):
+    """TARGET loaded with SCENARIO: ``get`` (GET / as a first visit) or
+    ``post`` (sign-ups, each with a new address); the phase's figures."""
+    method, ok, script, args = "GET", 200, "get.lua", ()
+    if scenario == "post":
+        method, ok, script = "POST", 302, "signup.lua"
+        args = (*target.csrf_pair(), uuid.uuid4().hex[:12])
+        wrk["headers"] = [f"Origin: http://{target.host}"]
+    served = LogSlice(target.gunicorn.access_log.path)
+    rows = database.rows()
+    before = cpu_seconds(target, database)
+    phase = {"round": round_number, "scenario": scenario, "target": target.name}
+    phase |= measure(target, script, args, method=method, ok=ok, **wrk)
     # Requests wrk cut off when its time was up may still be running in a
     # worker: wait until gunicorn has logged the last one.
     settle(target.gunicorn.access_log.path)
-    settle(target.nginx_access_log, quiet=0.1)
-    wrk_after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = {
-        name: seconds - cpu_before[name]
-        for name, seconds in cpu_snapshot(target, database).items()
-    }
-    cpu["wrk"] = (wrk_after.ru_utime + wrk_after.ru_stime) - (
-        wrk_before.ru_utime + wrk_before.ru_stime
-    )
-    served = sum(gunicorn_log.statuses(method, path).values())
-
-    statuses = nginx_log.statuses(method, path)
-    seconds = summary["duration_us"] / 1e6
-    phase = Phase(
-        target=target.name,
-        scenario=scenario,
-        round=round_number,
-        requests=summary["requests"],
-        seconds=round(seconds, 3),
-        rps=summary["requests"] / seconds if seconds else 0.0,
-        p50_ms=summary["p50_us"] / 1000,
-        p90_ms=summary["p90_us"] / 1000,
-        p99_ms=summary["p99_us"] / 1000,
-        max_ms=summary["max_us"] / 1000,
-        socket_errors=sum(
-            summary[name]
-            for name in ("connect_errors", "read_errors", "write_errors", "timeouts")
-        ),
-        statuses={str(status): count for status, count in sorted(statuses.items())},
-        # 499: wrk closed the connection when its time was up; not an error.
-        unexpected=sum(
-            count for status, count in statuses.items() if status not in (expected, 499)
-        ),
-        cut_off=statuses.get(499, 0),
-        # gunicorn's CPU (master and workers) per request it served: far
-        # steadier than req/s on a shared machine.
-        app_cpu_ms=cpu["app"] * 1000 / served if served else None,
-        # The same for nginx, PostgreSQL and wrk: where the machine's time went.
-        cpu_ms={
-            name: round(seconds * 1000 / served, 4) if served else None
-            for name, seconds in cpu.items()
-        },
-    )
+    after = cpu_seconds(target, database)
+    answered = served.statuses(method, "/")
+    count = sum(answered.values())
+    # Each process's CPU per request the app served: far steadier than req/s
+    # on a shared machine, and it shows where the time goes.
+    for part in CPU_PARTS:
+        cpu = (after[part] - before[part]) * 1000
+        phase[f"{part}_cpu_ms"] = cpu / count if count else None
     if scenario == "post":
         # Every sign-up the app answered with its redirect, including those
         # whose client had gone (nginx logs 499), must be exactly one new row.
-        phase.app_successes = gunicorn_log.statuses(method, path).get(expected, 0)
-        phase.rows_added = database.rows() - rows_before
+        phase["app_successes"] = answered[ok]
+        phase["rows_added"] = database.rows() - rows
     return phase

@@ -1,519 +1,371 @@
 """
-What a run found: the machine and versions, medians over rounds, the
-site-to-ceiling ratios paired by round, the targets of the issue met or
-not, as JSON and as the Markdown of docs/performance.md.
+What a run found: medians over rounds, the ratios to the ceiling paired by
+round, the targets of the issue met or not, and the Markdown page of it all
+(docs/performance.md). ``python -m bench.report RUN.json PAGE.md`` writes the
+page again from a run's --json, after a change to its layout.
 """
 
+import json
 import os
 import platform
 import re
 import statistics
 import subprocess
-from datetime import UTC, datetime
+import sys
 from importlib.metadata import version
 from pathlib import Path
 
-from bench.load import wrk_version
+from bench.load import CPU_PARTS
 from loopback.nginx import NGINX_BINARY
 
-# The issue's targets, on this machine type, in one run.
-CPU_PARTS = ("app", "nginx", "postgres", "wrk")
-RATIOS = (("rps", "rps_ratio"), ("p99_ms", "p99_ratio"), ("app_cpu_ms", "cpu_ratio"))
+SCENARIOS = {"get": "`GET /`", "post": "Sign-up `POST /`"}
 GUNICORN_KEYS = ("workers", "worker_class", "max_requests", "max_requests_jitter")
-RATIO_MIN = 0.40  # site req/s over the ceiling's
-P99_RATIO_MAX = 3.0  # site p99 over the ceiling's
-# key, the figure it reads, limit and unit, what it is.
-OWNER_LIMITS = {
-    key: (what, float(limit), unit, figure)
-    for key, figure, limit, unit, what in (
-        line.split(maxsplit=4)
-        for line in """
+CPU_KEYS = tuple(f"{part}_cpu_ms" for part in CPU_PARTS)
+MEDIANS = ("rps", "p50_ms", "p90_ms", "p99_ms", *CPU_KEYS)
+SUMS = ("requests", "errors", "cut_off", "rows_added", "app_successes")
+# The figures compared with another target's in the same round: their titles.
+RATIOS = {"rps": "req/s", "p99_ms": "p99", "app_cpu_ms": "CPU"}
+ROWS_CHECK = "Rows added = sign-ups answered with the redirect"
+OWNER_PATHS = ("admin_list", "admin_search_email", "admin_search_name", "readyz")
+# The issue's targets for the owner's paths: the item and figure of the
+# results, the limit and its unit, what it is.
+OWNER_LIMITS = [
+    line.split(maxsplit=4)
+    for line in """
 admin_list p50_ms 150 ms Admin list page, p50
 admin_search_email p50_ms 50 ms Admin search by a full email, p50
 admin_search_name p50_ms 300 ms Admin search by part of a name, p50
 readyz p50_ms 5 ms `/readyz`, p50
 admin_export wall_s 15 s CSV export of all rows (admin action), wall
-admin_export_rss peak_rss_mb 150 MB CSV export (admin action), the worker's peak RSS
+admin_export peak_rss_mb 150 MB CSV export (admin action), the worker's peak RSS
 command_export wall_s 15 s CSV export of all rows (`export_signups`), wall
-command_export_rss peak_rss_mb 150 MB CSV export (`export_signups`), the process's peak RSS
+command_export peak_rss_mb 150 MB CSV export (`export_signups`), the process's peak RSS
 bootstrap median_s 1 s `bootstrap` on a ready database, median wall
 worker_memory rss_mb 80 MB A worker's RSS after the public requests
-""".strip().splitlines()  # noqa: E501 (one limit a line)
-    )
-}
-
-
-def _run(*command):
-    try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return (result.stdout + result.stderr).strip()
+""".strip().splitlines()
+]
 
 
 def machine():
-    cpu = "unknown"
-    try:
-        match = re.search(
-            r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.MULTILINE
-        )
-        cpu = match.group(1).strip() if match else cpu
-    except OSError:
-        pass
-    try:
-        kb = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text())[1])
-        memory = f"{kb / 1024 / 1024:.1f} GiB"
-    except (OSError, TypeError):
-        memory = "unknown"
-    try:
-        debian = "Debian " + Path("/etc/debian_version").read_text().strip()
-    except OSError:
-        debian = platform.platform()
-    try:
-        load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        load = "unknown"
+    cpu = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M)
+    debian = Path("/etc/debian_version")
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     return {
-        "load_average": load,
-        "cpu": cpu,
+        "cpu": cpu[1] if cpu else platform.machine(),
         "cores": os.cpu_count(),
-        "memory": memory,
-        "os": debian,
+        "memory": f"{memory / 2**30:.1f} GiB",
+        "os": f"Debian {debian.read_text().strip()}"
+        if debian.exists()
+        else platform.platform(),
         "kernel": platform.release(),
     }
+
+
+def load_average():
+    return " ".join(f"{load:.2f}" for load in os.getloadavg())
+
+
+def first_line(*command):
+    result = subprocess.run(command, capture_output=True, text=True, timeout=30)
+    return (result.stdout + result.stderr).splitlines()[0]
 
 
 def versions(database):
     return {
         "python": platform.python_version(),
-        "django": version("django"),
-        "gunicorn": version("gunicorn"),
-        "psycopg": version("psycopg"),
+        **{name: version(name) for name in ("django", "gunicorn", "psycopg")},
         "postgresql": database.query("SHOW server_version"),
-        "nginx": _run(str(NGINX_BINARY), "-v").removeprefix("nginx version: "),
-        "wrk": wrk_version(),
+        "nginx": first_line(NGINX_BINARY, "-v").removeprefix("nginx version: "),
+        "wrk": first_line("wrk", "--version").split(" [")[0],
     }
 
 
 def gunicorn_settings(target):
-    """The settings gunicorn would run TARGET with (``--print-config``)."""
-    result = subprocess.run(
+    """The settings gunicorn runs TARGET with, as ``--print-config`` shows."""
+    printed = subprocess.run(
         [*target.gunicorn.command[:-1], "--print-config"],
         env=target.env,
         cwd=target.gunicorn.root,
         capture_output=True,
         text=True,
         timeout=60,
-    )
-    printed = dict(re.findall(r"^(\w+)\s+= (.*)$", result.stdout, re.MULTILINE))
-    keys = (
-        "workers",
-        "worker_class",
-        "threads",
-        "max_requests",
-        "max_requests_jitter",
-        "preload_app",
-        "timeout",
-        "keepalive",
-    )
-    return {key: printed.get(key, "?") for key in keys}
+    ).stdout
+    settings = dict(re.findall(r"^(\w+)\s+= (.*)$", printed, re.MULTILINE))
+    return {key: settings.get(key, "?") for key in GUNICORN_KEYS}
 
 
-def _median(values):
+def median(values):
     values = [value for value in values if value is not None]
     return statistics.median(values) if values else None
 
 
-def paired(phases, phase, other, key):
-    """PHASE's KEY over OTHER target's KEY in the same round and scenario."""
-    pair = next(
-        (
-            p
-            for p in phases
-            if p.target == other
-            and p.scenario == phase.scenario
-            and p.round == phase.round
-        ),
-        None,
-    )
-    mine, theirs = getattr(phase, key), pair and getattr(pair, key)
-    return mine / theirs if mine and theirs else None
-
-
-def summarize(phases, targets, ceiling):
-    """Per scenario and target: medians over rounds, the ratios to CEILING's
-    phase of the same round and to the first target's (medians over rounds)."""
+def summarize(phases, names, ceiling):
+    """Per scenario and target: medians over rounds, sums, and, under "vs",
+    the medians of the ratios to the ceiling's and the first target's phase
+    of the same round."""
+    by_round = {(p["round"], p["scenario"], p["target"]): p for p in phases}
     summary = {}
-    for scenario in ("get", "post"):
-        per_target = {}
-        for target in targets:
-            mine = [p for p in phases if p.target == target and p.scenario == scenario]
+    for scenario in SCENARIOS:
+        for name in names:
+            mine = [
+                p for p in phases if (p["scenario"], p["target"]) == (scenario, name)
+            ]
             if not mine:
                 continue
-            entry = {
-                "rounds": len(mine),
-                "rps": _median([p.rps for p in mine]),
-                "p50_ms": _median([p.p50_ms for p in mine]),
-                "p90_ms": _median([p.p90_ms for p in mine]),
-                "p99_ms": _median([p.p99_ms for p in mine]),
-                "app_cpu_ms": _median([p.app_cpu_ms for p in mine]),
-                "cpu_ms": {
-                    part: _median([p.cpu_ms.get(part) for p in mine])
-                    for part in CPU_PARTS
-                },
-                "requests": sum(p.requests for p in mine),
-                "errors": sum(p.errors for p in mine),
-                "cut_off": sum(p.cut_off for p in mine),
-                "rows_match": all(p.rows_match for p in mine),
-            }
-            if scenario == "post":
-                entry["app_successes"] = sum(p.app_successes for p in mine)
-                entry["rows_added"] = sum(p.rows_added for p in mine)
-            if ceiling and target != ceiling:
-                for key, name in RATIOS:
-                    ratios = [paired(phases, p, ceiling, key) for p in mine]
-                    entry[f"{name}s"] = [r for r in ratios if r is not None]
-                    entry[name] = _median(ratios)
-            if target != targets[0]:
-                entry["vs_first"] = {
-                    key: _median([paired(phases, p, targets[0], key) for p in mine])
-                    for key in ("rps", "p99_ms", "app_cpu_ms")
+            entry = {key: median(p[key] for p in mine) for key in MEDIANS}
+            entry |= {key: sum(p[key] for p in mine) for key in SUMS if key in mine[0]}
+            entry["rows_match"] = all(
+                p.get("rows_added") == p.get("app_successes") for p in mine
+            )
+            # The ceiling is compared with nothing; a variant also with the first.
+            others = [] if name == ceiling else dict.fromkeys((ceiling, names[0]))
+            entry["vs"] = {}
+            for other in (o for o in others if o and o != name):
+                pairs = [(p, by_round.get((p["round"], scenario, other))) for p in mine]
+                entry["vs"][other] = {
+                    key: median(p[key] / q[key] for p, q in pairs if q and q[key])
+                    for key in RATIOS
                 }
-            per_target[target] = entry
-        summary[scenario] = per_target
+            summary.setdefault(scenario, {})[name] = entry
     return summary
 
 
-def owner_value(owner, key):
-    item = owner.get(key.removesuffix("_rss"))
-    if not item:
-        return None
-    return item.get(OWNER_LIMITS[key][3])
-
-
 def checks(results):
-    """[(what, measured text, limit text, met)] for every target of the issue."""
+    """[(what, measured, limit, met)] for every target of the issue."""
+    site, ceiling = results["site"], results["ceiling"]
     rows = []
-    site = results.get("site")
-    summary = results.get("summary", {})
-    for scenario, label in (("get", "`GET /`"), ("post", "Sign-up `POST /`")):
-        entry = summary.get(scenario, {}).get(site)
-        if not entry or entry.get("rps_ratio") is None:
+    for scenario, title in SCENARIOS.items():
+        entry = results["summary"].get(scenario, {}).get(site)
+        ratios = entry and entry["vs"].get(ceiling)
+        if not ratios or ratios["rps"] is None:
             continue
-        rows.append(
-            (
-                f"{label}: req/s over the ceiling's",
-                f"{entry['rps_ratio']:.2f}",
-                f"≥ {RATIO_MIN:.2f}",
-                entry["rps_ratio"] >= RATIO_MIN,
-            )
-        )
-        rows.append(
-            (
-                f"{label}: p99 over the ceiling's",
-                f"{entry['p99_ratio']:.2f}x",
-                f"≤ {P99_RATIO_MAX:.0f}x",
-                entry["p99_ratio"] <= P99_RATIO_MAX,
-            )
-        )
-        rows.append(
-            (f"{label}: errors", str(entry["errors"]), "0", entry["errors"] == 0)
-        )
+        rps, p99, errors = ratios["rps"], ratios["p99_ms"], entry["errors"]
+        rows += [
+            (f"{title}: req/s over the ceiling's", f"{rps:.2f}", "≥ 0.40", rps >= 0.4),
+            (f"{title}: p99 over the ceiling's", f"{p99:.2f}x", "≤ 3x", p99 <= 3),
+            (f"{title}: errors", errors, 0, errors == 0),
+        ]
         if scenario == "post":
-            rows.append(
-                (
-                    "Rows added = sign-ups answered with the redirect",
-                    f"{entry['rows_added']:,} = {entry['app_successes']:,}",
-                    "equal",
-                    entry["rows_match"],
-                )
-            )
+            added = f"{entry['rows_added']:,} = {entry['app_successes']:,}"
+            rows.append((ROWS_CHECK, added, "equal", entry["rows_match"]))
     owner = results.get("owner") or {}
-    for key, (what, limit, unit, _path) in OWNER_LIMITS.items():
-        value = owner_value(owner, key)
-        if value is None:
-            continue
-        rows.append(
-            (what, f"{value:,.1f} {unit}", f"< {limit:g} {unit}", value < limit)
-        )
+    for item, figure, limit, unit, what in OWNER_LIMITS:
+        if item in owner:
+            value = owner[item][figure]
+            met = value < float(limit)
+            rows.append((what, f"{value:,.1f} {unit}", f"< {limit} {unit}", met))
     return rows
 
 
-def _fmt(value, digits=1):
+def fmt(value, digits=2):
     return "-" if value is None else f"{value:,.{digits}f}"
 
 
-def markdown(results):
-    meta = results["meta"]
+def row(cells):
+    return "| " + " | ".join(map(str, cells)) + " |"
+
+
+def table(header, rows, text_columns=1):
+    """A Markdown table: the first TEXT_COLUMNS columns left, the rest right."""
+    rule = ["---"] * text_columns + ["---:"] * (len(header) - text_columns)
+    return "\n".join(row(cells) for cells in [header, rule, *rows])
+
+
+TOP = """\
+# Performance
+
+The sign-up site against its own ceiling, measured by the benchmark suite in
+`bench/`. Timings on these shared machines drift by up to 30 % within
+minutes, so what matters are the ratios of one run: the site and the ceiling
+app take turns (A B A B) under the same load, behind the same nginx, with the
+same gunicorn settings and the same PostgreSQL. This file is written by the
+run it describes.
+
+```sh
+{command}
+```
+
+Run on {started} ({minutes:.1f} min).
+
+## How to run it
+
+`.venv/bin/python -m bench` (about ten minutes) writes this file; `--quick`
+is the few-second smoke run CI does (`tests/bench`). What it needs, and how
+to measure a change against what it replaces (`--target` variants in the same
+run, instructions per request with `python -m bench.profile`), is in
+[Testing](testing.md#benchmark).
+
+Besides req/s and latency, each phase reports the CPU time per request of
+each process: gunicorn (master and workers), nginx, the PostgreSQL cluster and
+wrk. CPU time drifts far less than req/s on a shared machine, and it shows
+where the difference to the ceiling is spent.
+
+## Machine and versions
+
+{machine}
+
+## Settings
+
+- Load: wrk, {threads} thread, {connections} connections, {duration} s per
+  phase after {warmup} s of warm-up, {rounds} rounds; browser headers
+  (Accept-Encoding: gzip, so nginx compresses as it would for people). `GET /`
+  as a first visit (no cookie); sign-up POSTs with a new address each, all
+  with one CSRF cookie and form token, Origin and Host as a browser at
+  `http://localhost:<port>` sends them.
+- nginx: the project's template (`docker/nginx/default.conf.template`) in the
+  official image's nginx.conf (`worker_processes auto`), rendered as the
+  serving tests render it, with envsubst (rate limits lifted: every request
+  comes from 127.0.0.1), one nginx per target; upstream `web` resolved by the
+  stand-in for Docker's DNS (`loopback/dns.py`).
+- PostgreSQL: a throwaway cluster (`loopback/postgres.py`), {postgresql}; the
+  site's role and database, reached over TCP with a password.
+- gunicorn: `docker/web/gunicorn.conf.py`, which loads the site in the master
+  before forking (preload_app); as each target ran it (`--print-config`):
+
+{gunicorn}
+
+## Site and ceiling
+
+Medians over rounds. Ratios pair each round's phase with the other target's
+phase of the same round, then take the median."""
+CPU_TEXT = """
+CPU milliseconds per request, by process (gunicorn master and workers; nginx;
+the whole PostgreSQL cluster; wrk):
+"""
+OWNER_TOP = """
+## The owner's paths at {rows:,} sign-ups
+
+Loaded with `bench/loader.py` (one COPY, indexes rebuilt after): {rows:,} rows
+in {copy_s:.1f} s, indexes {index_s:.1f} s, VACUUM ANALYZE {vacuum_s:.1f} s,
+{total_s:.1f} s in all. Table and indexes: {table_size}. Timed with the
+`{target}` target, one request after another for {owner_duration} s each.
+"""
+OWNER_BULLETS = """
+- CSV export, Admin action, through nginx, one fresh worker: {admin_export}
+- CSV export, `manage.py export_signups --output FILE`: {command_export}
+- `bootstrap` on the ready database: median {median_s:.2f} s wall over {runs}
+  runs ({walls} s), Python start-up included.
+- A worker's RSS: {rss_fresh_mb:.1f} MB fresh, {rss_mb:.1f} MB after
+  {requests:,} requests (GET / and sign-up POSTs, alternately); master
+  {master_rss_mb:.1f} MB."""
+EXPORT = "{rows:,} rows, {mb:.1f} MB in {wall_s:.1f} s; peak RSS {peak_rss_mb:.0f} MB."
+ROWS_TEXT = (
+    "- {name}: {rows_added:,} rows added, {app_successes:,} sign-ups answered with "
+    "the redirect ({match}); {cut_off} requests were still running when wrk "
+    "stopped (nginx logged 499; the app finished them)."
+)
+LOAD_COLUMNS = ["req/s", "p50 ms", "p90 ms", "p99 ms", "errors", "app CPU ms/req"]
+
+
+def latency(item):
+    return [fmt(item[key]) for key in ("p50_ms", "p90_ms", "p99_ms")]
+
+
+def load_cells(item):
+    """The LOAD_COLUMNS of a phase or of a summary entry."""
+    cpu = fmt(item["app_cpu_ms"], 3)
+    return [fmt(item["rps"], 0), *latency(item), item["errors"], cpu]
+
+
+def phase_row(phase):
+    return [phase["round"], phase["scenario"], phase["target"], *load_cells(phase)]
+
+
+def site_and_ceiling(summary):
+    """Per scenario: medians and ratios, CPU by process, rows for sign-ups."""
     out = []
-    add = out.append
-    add("# Performance")
-    add("")
-    add(
-        "The sign-up site against its own ceiling, measured by the benchmark "
-        "suite in `bench/`. Timings on these shared machines drift by up to "
-        "30 % within minutes, so what matters are the ratios of one run: the "
-        "site and the ceiling app take turns (A B A B) under the same load, "
-        "behind the same nginx, with the same gunicorn settings and the same "
-        "PostgreSQL. This file is written by the run it describes."
-    )
-    add("")
-    add("```sh")
-    add(results["command"])
-    add("```")
-    add("")
-    add(f"Run on {results['started']} ({results['wall_s'] / 60:.1f} min).")
-    add("")
-    add("## How to run it")
-    add("")
-    add(
-        "`.venv/bin/python -m bench` (about ten minutes) writes this file; "
-        "`--quick` is the few-second smoke run CI does (`tests/bench`); "
-        "`--help` lists the rest. It needs Debian's `nginx` and `wrk` and "
-        "the PostgreSQL server binaries, and listens on 127.0.0.1 only. "
-        "`--target NAME=site,VAR=VALUE` adds a variant of the site to the "
-        "same interleaved run (an environment variable, a settings module, "
-        "`config=` another gunicorn config, `root=` another copy of the code "
-        "such as a git worktree of an earlier commit), which is how each "
-        "change was measured "
-        "against what it replaced. `python -m bench.profile` times the site "
-        "in-process (steadier; with `--instructions` it counts instructions "
-        "per request with callgrind, which repeat within 0.01 %), and "
-        "`python -m bench.queries` prints every "
-        "statement of the owner's pages with its plan."
-    )
-    add("")
-    add(
-        "Besides req/s and latency, each phase reports the CPU time per "
-        "request of each process: gunicorn (master and workers), nginx, the "
-        "PostgreSQL cluster and wrk. CPU time drifts far less than req/s on "
-        "a shared machine, and it shows where the difference to the ceiling "
-        "is spent."
-    )
-    add("")
-    add("## Machine and versions")
-    add("")
-    add("| | |")
-    add("| --- | --- |")
-    machine_ = meta["machine"]
-    add(f"| CPU | {machine_['cpu']}, {machine_['cores']} cores |")
-    add(f"| Memory | {machine_['memory']} |")
-    add(f"| OS | {machine_['os']}, Linux {machine_['kernel']} |")
-    add(
-        f"| Load average (1, 5, 15 min) | {machine_['load_average']} at the start, "
-        f"{meta.get('load_average_end', '?')} at the end |"
-    )
-    for name, value in meta["versions"].items():
-        add(f"| {name} | {value} |")
-    add("")
-    add("## Settings")
-    add("")
-    options = results["options"]
-    add(
-        f"- Load: wrk, {options['threads']} thread, {options['connections']} "
-        f"connections, {options['duration']} s per phase after "
-        f"{options['warmup']} s of warm-up, {options['rounds']} rounds; browser "
-        "headers (Accept-Encoding: gzip, so nginx compresses as it would for "
-        "people). `GET /` as a first visit (no cookie); sign-up POSTs with a "
-        "new address each, all with one CSRF cookie and form token, Origin "
-        "and Host as a browser at `http://localhost:<port>` sends them."
-    )
-    add(
-        "- nginx: the project's template (`docker/nginx/default.conf.template`) in the "
-        "official image's nginx.conf (`worker_processes auto`), rendered as "
-        "the serving tests render it, with envsubst (rate limits lifted: every "
-        "request comes from 127.0.0.1), one nginx per target; upstream `web` "
-        "resolved by the stand-in for Docker's DNS (`loopback/dns.py`)."
-    )
-    add(
-        "- PostgreSQL: a throwaway cluster (`loopback/postgres.py`), "
-        + ", ".join(f"{key}={value}" for key, value in meta["postgresql"].items())
-        + "; the site's role and database, reached over TCP with a password."
-    )
-    add(
-        "- gunicorn: `docker/web/gunicorn.conf.py`, which loads the site in the "
-        "master before forking (preload_app); as "
-        "each target ran it (`--print-config`):"
-    )
-    add("")
-    keys = [key for key in GUNICORN_KEYS if key in results["targets"][0]["gunicorn"]]
-    add("| Target | App and overrides | " + " | ".join(keys) + " |")
-    add("| --- | --- | " + " | ".join("---" for _ in keys) + " |")
-    for target in results["targets"]:
-        values = [str(target["gunicorn"][key]) for key in keys]
-        add(f"| {target['name']} | {target['describe']} | " + " | ".join(values) + " |")
-    add("")
-
-    add("## Site and ceiling")
-    add("")
-    add(
-        "Medians over rounds. Ratios pair each round's phase with the "
-        "ceiling's phase of the same round, then take the median."
-    )
-    for scenario, title in (("get", "`GET /`"), ("post", "Sign-up `POST /`")):
-        entries = results["summary"].get(scenario)
-        if not entries:
-            continue
-        add("")
-        add(f"### {title}")
-        add("")
-        add(
-            "| Target | req/s | p50 ms | p90 ms | p99 ms | errors "
-            "| req/s ÷ ceiling | p99 ÷ ceiling | app CPU ms/req | CPU ÷ ceiling |"
-        )
-        add("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for scenario, entries in summary.items():
+        others = dict.fromkeys(o for entry in entries.values() for o in entry["vs"])
+        header = ["Target", *LOAD_COLUMNS]
+        header += [f"{title} ÷ {o}" for o in others for title in RATIOS.values()]
+        rows, cpu_rows = [], []
         for name, entry in entries.items():
-            add(
-                f"| {name} | {_fmt(entry['rps'], 0)} | {_fmt(entry['p50_ms'], 2)} "
-                f"| {_fmt(entry['p90_ms'], 2)} | {_fmt(entry['p99_ms'], 2)} "
-                f"| {entry['errors']} | {_fmt(entry.get('rps_ratio'), 2)} "
-                f"| {_fmt(entry.get('p99_ratio'), 2)} "
-                f"| {_fmt(entry.get('app_cpu_ms'), 3)} "
-                f"| {_fmt(entry.get('cpu_ratio'), 2)} |"
-            )
-        add("")
-        add(
-            "CPU milliseconds per request, by process (gunicorn master and "
-            "workers; nginx; the whole PostgreSQL cluster; wrk):"
-        )
-        add("")
-        add("| Target | " + " | ".join(CPU_PARTS) + " | total |")
-        add("| --- | " + " | ".join("---:" for _ in CPU_PARTS) + " | ---: |")
-        for name, entry in entries.items():
-            parts = [entry["cpu_ms"].get(part) for part in CPU_PARTS]
-            total = sum(part for part in parts if part is not None)
-            add(
-                f"| {name} | "
-                + " | ".join(_fmt(part, 3) for part in parts)
-                + f" | {total:.3f} |"
-            )
+            ratios = [entry["vs"].get(o, {}).get(key) for o in others for key in RATIOS]
+            rows.append([name, *load_cells(entry), *map(fmt, ratios)])
+            cpu = [entry[key] for key in CPU_KEYS]
+            cpu.append(sum(part or 0 for part in cpu))
+            cpu_rows.append([name, *(fmt(part, 3) for part in cpu)])
+        out += [f"\n### {SCENARIOS[scenario]}\n", table(header, rows), CPU_TEXT]
+        out.append(table(["Target", *CPU_PARTS, "total"], cpu_rows))
         if scenario == "post":
-            add("")
-            for name, entry in entries.items():
-                add(
-                    f"- {name}: {entry['rows_added']:,} rows added, "
-                    f"{entry['app_successes']:,} sign-ups answered with the "
-                    f"redirect ({'equal' if entry['rows_match'] else 'NOT EQUAL'}); "
-                    f"{entry['cut_off']} requests were still running when wrk "
-                    "stopped (nginx logged 499; the app finished them)."
-                )
-    add("")
-    add("### Every phase")
-    add("")
-    add(
-        "| Round | Scenario | Target | req/s | p50 ms | p90 ms | p99 ms | errors "
-        "| app CPU ms/req |"
-    )
-    add("| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for phase in results["phases"]:
-        add(
-            f"| {phase['round']} | {phase['scenario']} | {phase['target']} "
-            f"| {phase['rps']:,.0f} | {phase['p50_ms']:.2f} | {phase['p90_ms']:.2f} "
-            f"| {phase['p99_ms']:.2f} | {phase['errors']} "
-            f"| {_fmt(phase['app_cpu_ms'], 3)} |"
-        )
-
-    owner = results.get("owner")
-    if owner:
-        add("")
-        add(f"## The owner's paths at {owner['rows']:,} sign-ups")
-        add("")
-        load = owner["load"]
-        add(
-            f"Loaded with `bench/loader.py` (one COPY, indexes rebuilt after): "
-            f"{load['rows']:,} rows in {load['copy_s']:.1f} s, indexes "
-            f"{load['index_s']:.1f} s, VACUUM ANALYZE {load['vacuum_s']:.1f} s, "
-            f"{load['total_s']:.1f} s in all. Table and indexes: "
-            f"{owner['table_size']}. Timed with the "
-            f"`{owner['target']}` target, one request after another for "
-            f"{options['owner_duration']} s each."
-        )
-        add("")
-        add("| Path | requests | p50 ms | p90 ms | p99 ms | errors |")
-        add("| --- | ---: | ---: | ---: | ---: | ---: |")
-        for key in ("admin_list", "admin_search_email", "admin_search_name", "readyz"):
-            item = owner.get(key)
-            if item:
-                add(
-                    f"| `{item['path']}` | {item['requests']} "
-                    f"| {item['p50_ms']:.2f} | {item['p90_ms']:.2f} "
-                    f"| {item['p99_ms']:.2f} | {item['errors']} |"
-                )
-        add("")
-        for key, label in (
-            ("admin_export", "Admin action, through nginx, one fresh worker"),
-            ("command_export", "`manage.py export_signups --output FILE`"),
-        ):
-            item = owner.get(key)
-            if item:
-                add(
-                    f"- CSV export, {label}: {item['rows']:,} rows, "
-                    f"{item['bytes'] / 1e6:.1f} MB in {item['wall_s']:.1f} s; "
-                    f"peak RSS {item['peak_rss_mb']:.0f} MB."
-                )
-        item = owner.get("bootstrap")
-        if item:
-            walls = ", ".join(f"{wall:.2f}" for wall in item["wall_s"])
-            add(
-                f"- `bootstrap` on the ready database: median {item['median_s']:.2f} s "
-                f"wall over {item['runs']} runs ({walls} s), Python start-up included."
-            )
-        item = owner.get("worker_memory")
-        if item:
-            add(
-                f"- A worker's RSS: {item['rss_fresh_mb']:.1f} MB fresh, "
-                f"{item['rss_mb']:.1f} MB after {item['requests']:,} requests "
-                f"(GET / and sign-up POSTs, alternately); master "
-                f"{item['master_rss_mb']:.1f} MB."
-            )
-
-    add("")
-    add("## Targets")
-    add("")
-    add("| Target | Measured | Limit | Met |")
-    add("| --- | ---: | ---: | --- |")
-    for what, measured, limit, met in checks(results):
-        add(f"| {what} | {measured} | {limit} | {'yes' if met else '**no**'} |")
-    notes = results.get("notes")
-    if notes:
-        add("")
-        add("## Notes")
-        add("")
-        for note in notes:
-            add(f"- {note}")
-    add("")
+            match = {True: "equal", False: "NOT EQUAL"}
+            out += [""] + [
+                ROWS_TEXT.format(name=name, match=match[entry["rows_match"]], **entry)
+                for name, entry in entries.items()
+            ]
     return "\n".join(out)
 
 
-def shown_arguments(argv):
-    """ARGV without what only this run needs (--json PATH, --note TEXT)."""
-    shown, skip = [], False
-    for argument in argv:
-        if skip:
-            skip = False
-        elif argument in ("--json", "--note"):
-            skip = True
-        elif not argument.startswith(("--json=", "--note=")):
-            shown.append(argument)
-    return shown
+def targets(results):
+    """The Targets section: every target of the issue, met or not."""
+    rows = [[*check[:3], "yes" if check[3] else "**no**"] for check in checks(results)]
+    return "## Targets\n\n" + table(["Target", "Measured", "Limit", "Met"], rows)
 
 
-def main(argv=None):
-    """Write the Markdown of a run's JSON again (after a change to this file)."""
-    import argparse
-    import json
+def owner_section(owner, options):
+    paths = [
+        [f"`{item['path']}`", item["requests"], *latency(item), item["errors"]]
+        for item in (owner[key] for key in OWNER_PATHS)
+    ]
+    figures = options | owner["load"] | owner | owner["bootstrap"]
+    figures |= owner["worker_memory"]
+    figures["walls"] = ", ".join(f"{wall:.2f}" for wall in owner["bootstrap"]["wall_s"])
+    for key in ("admin_export", "command_export"):
+        figures[key] = EXPORT.format(mb=owner[key]["bytes"] / 1e6, **owner[key])
+    header = ["Path", "requests", "p50 ms", "p90 ms", "p99 ms", "errors"]
+    return "\n".join(
+        [
+            OWNER_TOP.format_map(figures),
+            table(header, paths),
+            OWNER_BULLETS.format_map(figures),
+        ]
+    )
 
-    parser = argparse.ArgumentParser(prog="python -m bench.report")
-    parser.add_argument("json", type=Path, help="a run's --json output")
-    parser.add_argument("markdown", type=Path, help="where to write the report")
-    options = parser.parse_args(argv)
-    results = json.loads(options.json.read_text())
-    options.markdown.write_text(markdown(results))
 
-
-def now_text():
-    return datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+def markdown(results):
+    """The page of a run's RESULTS."""
+    computer, (start, end) = results["machine"], results["load_average"]
+    computer = [
+        ["CPU", f"{computer['cpu']}, {computer['cores']} cores"],
+        ["Memory", computer["memory"]],
+        ["OS", f"{computer['os']}, Linux {computer['kernel']}"],
+        ["Load average (1, 5, 15 min)", f"{start} at the start, {end} at the end"],
+        *results["versions"].items(),
+    ]
+    gunicorn = [
+        [target["name"], target["describe"], *target["gunicorn"].values()]
+        for target in results["targets"]
+    ]
+    postgresql = ", ".join(f"{k}={v}" for k, v in results["postgresql"].items())
+    page = [
+        TOP.format_map(
+            results["options"]
+            | results
+            | {
+                "minutes": results["wall_s"] / 60,
+                "machine": table(["", ""], computer, text_columns=2),
+                "postgresql": postgresql,
+                "gunicorn": table(
+                    ["Target", "App and overrides", *GUNICORN_KEYS], gunicorn, 2
+                ),
+            }
+        ),
+        site_and_ceiling(results["summary"]),
+        "\n### Every phase\n",
+        table(
+            ["Round", "Scenario", "Target", *LOAD_COLUMNS],
+            [phase_row(phase) for phase in results["phases"]],
+            text_columns=3,
+        ),
+    ]
+    if results.get("owner"):
+        page.append(owner_section(results["owner"], results["options"]))
+    page += ["", targets(results)]
+    if results["notes"]:
+        page += ["\n## Notes\n", *(f"- {note}" for note in results["notes"])]
+    return "\n".join(page) + "\n"
 
 
 if __name__ == "__main__":
-    main()
+    run, output = (Path(argument) for argument in sys.argv[1:])
+    output.write_text(markdown(json.loads(run.read_text())))

@@ -5,10 +5,10 @@ variant of either) gunicorn with ``docker/web/gunicorn.conf.py`` behind nginx
 with the project's template, in the official image's worker settings.
 """
 
+import contextlib
 import secrets
 import shutil
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import requests
@@ -24,11 +24,8 @@ from loopback.processes import (
     free_port,
     make_workdir,
     manage,
-    tree_cpu_seconds,
-    wait_for,
 )
 
-SITE_SETTINGS = "bench.site_settings"
 APPS = {"site": SITE_APP, "ceiling": "bench.ceiling:application"}
 
 
@@ -37,10 +34,12 @@ class TargetSpec:
     """What one target runs. KIND is ``site`` or ``ceiling``; ENV is added to
     its processes' environment (WEB_CONCURRENCY, DJANGO_SETTINGS_MODULE...);
     TEMPLATE replaces the nginx template; ROOT is another copy of the project
-    for gunicorn to run (a "before" tree); CONFIG another gunicorn config."""
+    for gunicorn to run (a "before" tree); CONFIG another gunicorn config.
+    DESCRIPTION is the kind with what was given for it."""
 
     name: str
     kind: str
+    description: str = ""
     env: dict = field(default_factory=dict)
     template: Path | None = None
     root: Path | None = None
@@ -57,7 +56,7 @@ class TargetSpec:
         kind = kind or name
         if kind not in APPS:
             raise ValueError(f"{text!r}: the kind is site or ceiling, not {kind!r}")
-        spec = cls(name=name, kind=kind)
+        spec = cls(name, kind, kind + (f" ({', '.join(options)})" if options else ""))
         for option in options:
             key, equals, value = option.partition("=")
             if not equals:
@@ -68,37 +67,22 @@ class TargetSpec:
                 spec.env[key] = value
         return spec
 
-    def describe(self):
-        extras = [f"{key}={value}" for key, value in self.env.items()]
-        extras += [
-            f"{key}={getattr(self, key)}" for key in self.PATHS if getattr(self, key)
-        ]
-        return self.kind + (f" ({', '.join(extras)})" if extras else "")
-
-
-@dataclass
-class DirectTarget:
-    """What owner.time_path needs of a target, pointing at gunicorn; its
-    access log has the same request and status fields as nginx's."""
-
-    url: str
-    host: str
-    nginx_access_log: Path
-
 
 class Target:
-    """One target: gunicorn serving its app behind its own nginx."""
+    """One target: gunicorn serving its app behind its own nginx. URL and
+    HOST are what a browser at http://localhost:<port> connects to and sends."""
 
-    def __init__(self, spec, stack, name=None):
+    def __init__(self, spec, stack):
         self.spec = spec
-        self.name = name or spec.name
+        self.name = spec.name
         workdir = stack.root / self.name
-        workdir.mkdir(parents=True)
+        workdir.mkdir()
         workdir.chmod(0o755)
-        self.nginx_port = free_port()
+        port = free_port()
+        self.host, self.url = f"localhost:{port}", f"http://127.0.0.1:{port}"
         self.env = {
             **stack.base_env,
-            "DJANGO_PUBLIC_URL": f"http://localhost:{self.nginx_port}",
+            "DJANGO_PUBLIC_URL": f"http://{self.host}",
             **spec.env,
         }
         self.gunicorn = Gunicorn(
@@ -107,7 +91,7 @@ class Target:
         self.nginx = Nginx(
             workdir / "nginx",
             {
-                "NGINX_PORT": self.nginx_port,
+                "NGINX_PORT": port,
                 "NGINX_UPSTREAM": f"{UPSTREAM_NAME}:{self.gunicorn.port}",
                 "NGINX_RESOLVER": stack.dns.address,
                 "NGINX_STATIC_ROOT": stack.static_root,
@@ -115,40 +99,17 @@ class Target:
             template_text=spec.template.read_text() if spec.template else None,
             image_workers=True,
         )
-        self.nginx_access_log = self.nginx.access_log.path
-        self.host = f"localhost:{self.nginx_port}"  # what a browser sends
-        self.url = f"http://127.0.0.1:{self.nginx_port}"
+        self.access_log = self.nginx.access_log.path
 
     def start(self):
-        self.gunicorn.start()
+        self.gunicorn.start().wait_ready(timeout=60)
         self.nginx.start().wait_ready()
-
-        def healthy():
-            self.gunicorn.check_running()
-            try:
-                probe = requests.get(self.direct().url + "/healthz", timeout=2)
-                return probe.status_code == 200 and self.get("/thanks/").ok
-            except requests.ConnectionError:
-                return False
-
-        wait_for(healthy, timeout=60, message=f"{self.name} answering /healthz")
+        self.get("/thanks/").raise_for_status()
         return self
-
-    def direct(self):
-        """This target as an orchestrator's probe reaches it: gunicorn itself,
-        since nginx does not answer the probes to the public."""
-        return DirectTarget(
-            f"http://127.0.0.1:{self.gunicorn.port}",
-            self.host,
-            self.gunicorn.access_log.path,
-        )
 
     def stop(self):
         self.nginx.stop()
         self.gunicorn.stop()
-
-    def nginx_cpu_seconds(self):
-        return tree_cpu_seconds(self.nginx.process.pid)
 
     def get(self, path):
         return requests.get(
@@ -171,12 +132,10 @@ class Stack(ProcessGroup):
     def __init__(self, specs):
         super().__init__()
         self.specs = specs
-        self.targets = []
 
     def _start(self):
         self.root = make_workdir("signup-bench-")
         self.callback(shutil.rmtree, self.root, ignore_errors=True)
-        started = time.monotonic()
         self.database = SiteDatabase()
         self.callback(self.database.destroy)
         self.dns = FakeDNS({UPSTREAM_NAME: "127.0.0.1"})
@@ -185,16 +144,26 @@ class Stack(ProcessGroup):
         self.secret_key = secrets.token_urlsafe(50)
         self.base_env = clean_environment(
             DJANGO_SECRET_KEY=self.secret_key,
-            DJANGO_SETTINGS_MODULE=SITE_SETTINGS,
+            DJANGO_SETTINGS_MODULE="bench.site_settings",
             SIGNUP_BENCH_STATIC_ROOT=self.static_root,
             **self.database.env,
         )
         manage("bootstrap", "--timeout", "30", env=self.base_env, check=True)
         manage("collectstatic", "--no-input", env=self.base_env, check=True)
-        self.setup_seconds = time.monotonic() - started
         self.targets = [self.add_target(spec) for spec in self.specs]
 
-    def add_target(self, spec, name=None):
-        target = Target(spec, self, name=name)
+    def add_target(self, spec):
+        target = Target(spec, self)
         self.callback(target.stop)
         return target.start()
+
+    @contextlib.contextmanager
+    def one_worker(self, spec, name):
+        """A target like SPEC with one worker that is never replaced, so one
+        process serves everything sent to it; stopped when the block ends."""
+        env = {**spec.env, "WEB_CONCURRENCY": "1", "GUNICORN_MAX_REQUESTS": "0"}
+        target = Target(replace(spec, name=name, env=env), self)
+        try:
+            yield target.start()
+        finally:
+            target.stop()

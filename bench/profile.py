@@ -1,251 +1,248 @@
 """
 The site's own cost per request, in-process: no nginx, no gunicorn, no load
-generator, so the figures hardly drift. A throwaway cluster is started and
-migrated; then each variant (a settings module) runs in a child process that
-calls the WSGI application with GET / and sign-up POSTs, round after round
-(A B A B), and reports the median wall and CPU microseconds per request.
-With --profile, one child runs under cProfile and prints where the time goes.
-With --instructions, each child runs under valgrind's callgrind instead, which
-counts the instructions executed: the same count for the same code whatever
-else the machine does, so a change of a few per cent shows up reliably. The
-count per request is the difference between a run of N and one of 3N
-requests, divided by 2N (start-up and warm-up cancel out).
+generator. A throwaway cluster is started, migrated and, with --rows, loaded
+(bench/loader.py); then for each variant (a settings module, or another copy
+of the project with --root) and page, a child process calls the WSGI
+application. It reports the instructions one request executes, counted by
+valgrind's callgrind: the same for the same code whatever else the machine
+does (within 0.01 %, where times drift by 20-30 %), so a change of a few per
+cent shows. That is the difference between a run of N and one of 3N
+requests, over 2N, so start-up and warm-up cancel out. With --profile it
+shows where the time goes instead (cProfile); with --queries, every SQL
+statement with its time, and with --explain its plan.
 
-    python -m bench.profile                                   # the site
-    python -m bench.profile --settings bench.site_settings \\
-        --settings my_variant_settings                        # compare
-    python -m bench.profile --profile --scenario get          # where it goes
-    python -m bench.profile --root /tmp/before --root .       # two code trees
-    python -m bench.profile --root /tmp/before --root . --instructions
+    python -m bench.profile --root /tmp/before --root .     # two code trees
+    python -m bench.profile --settings my_variant_settings  # a settings module
+    python -m bench.profile --profile --page get
+    python -m bench.profile --queries --explain --rows 1000000
 """
 
 import argparse
 import cProfile
 import io
-import json
 import pstats
 import re
-import statistics
+import shutil
 import subprocess
 import sys
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import quote
+from wsgiref.util import setup_testing_defaults
 
-PUBLIC_HOST = "localhost:8080"
+from loopback.processes import PROJECT_ROOT
+
+HOST = "localhost:8080"
+CHANGELIST = "/admin/accounts/signup/"
+# name: (method, path, query); {email} is the sign-up in the middle of the table.
+PAGES = {
+    "get": ("GET", "/", ""),
+    "post": ("POST", "/", ""),
+    "list": ("GET", CHANGELIST, ""),
+    "search-email": ("GET", CHANGELIST, "q={email}"),
+    "search-name": ("GET", CHANGELIST, "q=owalsk"),
+    "readyz": ("GET", "/readyz", ""),
+}
+CALLGRIND = ("valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null")
+CALLGRIND_TOTAL = re.compile(r"^==\d+== Collected : (\d+)$", re.MULTILINE)
 
 
-def child(scenario, requests, profile, top):
-    import django
-    from django.core.wsgi import get_wsgi_application
+def page_requests(page):
+    """(the status PAGE answers, a function from a number to the WSGI environ
+    of one request): GET / as a first visit, sign-ups with one CSRF cookie and
+    token and a new address each, the admin's pages as a logged-in owner."""
+    from django.contrib.auth import get_user_model
+    from django.test import Client
 
-    django.setup()
-    application = get_wsgi_application()
-    csrf_field = re.compile(rb'name="csrfmiddlewaretoken" value="([^"]+)"')
+    from accounts.models import Signup
+    from loopback.browser import form_token
 
-    def call(environ):
-        status = []
+    method, path, query = PAGES[page]
+    client, headers, body = Client(HTTP_HOST=HOST), {}, ""
+    if path == CHANGELIST:
+        owner, _ = get_user_model().objects.get_or_create(
+            username="profile", defaults={"is_staff": True, "is_superuser": True}
+        )
+        client.force_login(owner)
+        emails = Signup.objects.order_by("id").values_list("email", flat=True)
+        middle = emails[emails.count() // 2] if emails.exists() else "no@example.com"
+        query = query.format(email=quote(middle))
+    elif method == "POST":
+        token = form_token(client.get("/").content.decode())
+        body = f"csrfmiddlewaretoken={token}&name=Ada+Lovelace"
+        body += "&email=ada.{}%40example.com"
+        headers["HTTP_ORIGIN"] = f"http://{HOST}"
+        headers["CONTENT_TYPE"] = "application/x-www-form-urlencoded"
+    if client.cookies:
+        cookies = client.cookies.items()
+        headers["HTTP_COOKIE"] = "; ".join(f"{k}={v.value}" for k, v in cookies)
+    tag = uuid.uuid4().hex[:10]
 
-        def start_response(line, headers, exc_info=None):
-            status.append((line, headers))
-
-        body = b"".join(application(environ, start_response))
-        return status[0][0], dict(status[0][1]), body
-
-    def base(method, path="/"):
-        return {
+    def environ(number):
+        data = body.format(f"{tag}.{number}").encode()
+        environ = {
             "REQUEST_METHOD": method,
             "PATH_INFO": path,
-            "SCRIPT_NAME": "",
-            "QUERY_STRING": "",
-            "SERVER_NAME": "localhost",
-            "SERVER_PORT": "8080",
-            "SERVER_PROTOCOL": "HTTP/1.1",
-            "HTTP_HOST": PUBLIC_HOST,
+            "QUERY_STRING": query,
+            "HTTP_HOST": HOST,
             "HTTP_ACCEPT": "text/html",
             "HTTP_ACCEPT_ENCODING": "gzip, deflate",
             "HTTP_USER_AGENT": "Mozilla/5.0 bench",
             "HTTP_X_FORWARDED_FOR": "127.0.0.1",
             "REMOTE_ADDR": "127.0.0.1",
-            "wsgi.url_scheme": "http",
-            "wsgi.input": io.BytesIO(b""),
-            "wsgi.errors": sys.stderr,
-            "wsgi.multithread": False,
-            "wsgi.multiprocess": True,
-            "wsgi.run_once": False,
-            "wsgi.version": (1, 0),
+            "CONTENT_LENGTH": str(len(data)),
+            "wsgi.input": io.BytesIO(data),
+            **headers,
         }
-
-    line, headers, body = call(base("GET"))
-    assert line.startswith("200"), line
-    cookie = re.search(r"csrftoken=([^;]+)", headers["Set-Cookie"]).group(1)
-    token = csrf_field.search(body).group(1).decode()
-    tag = uuid.uuid4().hex[:10]
-
-    def make(number):
-        if scenario == "get":
-            return base("GET")
-        data = (
-            f"csrfmiddlewaretoken={token}&name=Ada+Lovelace"
-            f"&email=ada.{tag}.{number}%40example.com"
-        ).encode()
-        environ = base("POST")
-        environ.update(
-            {
-                "CONTENT_TYPE": "application/x-www-form-urlencoded",
-                "CONTENT_LENGTH": str(len(data)),
-                "HTTP_COOKIE": f"csrftoken={cookie}",
-                "HTTP_ORIGIN": f"http://{PUBLIC_HOST}",
-                "wsgi.input": io.BytesIO(data),
-            }
-        )
+        setup_testing_defaults(environ)
         return environ
 
-    expected = "200" if scenario == "get" else "302"
-    for number in range(min(200, requests)):  # warm-up
-        line, _, _ = call(make(-number - 1))
-        assert line.startswith(expected), line
-    environs = [make(number) for number in range(requests)]
-    walls, cpus = [], []
-    profiler = cProfile.Profile() if profile else None
+    return ("302" if method == "POST" else "200"), environ
+
+
+def child(options):
+    """The site of the tree ROOT (its code, this tree's harness): warm-up,
+    then --requests requests of --page, or one request and its statements."""
+    sys.path.insert(0, options.child)
+    import django
+
+    django.setup()
+    from django.core.wsgi import get_wsgi_application
+
+    application = get_wsgi_application()
+    (page,) = options.page
+    expected, environ = page_requests(page)
+
+    def call(number):
+        status = []
+
+        def start_response(line, headers, exc_info=None):
+            status.append(line)
+
+        b"".join(application(environ(number), start_response))
+        if not status[0].startswith(expected):
+            raise RuntimeError(f"{page}: {status[0]}")
+
+    for number in range(1 if options.queries else min(200, options.requests)):
+        call(-number - 1)  # warm-up
+    if options.queries:
+        return show_queries(call, options.explain)
+    profiler = cProfile.Profile() if options.profile else None
     if profiler:
         profiler.enable()
-    for environ in environs:
-        wall, cpu = time.perf_counter(), time.process_time()
-        line, _, _ = call(environ)
-        cpus.append(time.process_time() - cpu)
-        walls.append(time.perf_counter() - wall)
-        if not line.startswith(expected):
-            raise RuntimeError(f"{scenario}: {line}")
+    for number in range(options.requests):
+        call(number)
     if profiler:
         profiler.disable()
-        stats = pstats.Stats(profiler, stream=sys.stderr)
-        stats.sort_stats("tottime").print_stats(top)
-        stats.sort_stats("cumulative").print_stats(top)
+        stats = pstats.Stats(profiler)
+        stats.sort_stats("tottime").print_stats(options.top)
+        stats.sort_stats("cumulative").print_stats(options.top)
+
+
+def show_queries(call, explain):
+    """Every statement of one CALL, with its milliseconds (and plan)."""
+    from django.db import connection
+
+    statements = []
+
+    def timed(execute, sql, params, many, context):
+        started = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            statements.append((time.perf_counter() - started, sql, params))
+
+    started = time.perf_counter()
+    with connection.execute_wrapper(timed):
+        call(0)
+    total = time.perf_counter() - started
+    for seconds, sql, params in statements:
+        print(f"  {seconds * 1000:8.2f} ms  {sql[:300]}")
+        if explain and sql.lstrip().upper().startswith("SELECT"):
+            with connection.cursor() as cursor:
+                cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql, params)
+                for (line,) in cursor.fetchall():
+                    print(f"      {line}")
+    in_sql = sum(seconds for seconds, _, _ in statements)
     print(
-        json.dumps(
-            {
-                "wall_us": statistics.median(walls) * 1e6,
-                "cpu_us": sum(cpus) / len(cpus) * 1e6,
-                "requests": requests,
-            }
-        )
+        f"  {len(statements)} statements, {in_sql * 1000:.1f} ms in SQL, "
+        f"{(total - in_sql) * 1000:.1f} ms in Python"
     )
 
 
-CALLGRIND = ("valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null")
-CALLGRIND_TOTAL = re.compile(r"^==\d+== Collected : (\d+)$", re.MULTILINE)
-
-
-def child_command(scenario, requests, top, *, profile=False):
-    command = [sys.executable, "-m", "bench.profile", "--child"]
-    command += ["--scenario", scenario, "--requests", str(requests), "--top", str(top)]
-    return [*command, "--profile"] if profile else command
-
-
-def run_child(command, *, env, root, timeout):
-    result = subprocess.run(
-        command, env=env, capture_output=True, text=True, timeout=timeout, cwd=root
-    )
-    if result.returncode != 0:
-        raise RuntimeError(result.stdout + result.stderr)
-    return result
-
-
-def instructions(scenario, requests, *, env, root):
+def instructions(command, requests, env):
     """Instructions one request costs, counted by callgrind (see above)."""
+    # Warm-up is min(200, N) requests: equal for the runs of N and 3N from N=200.
+    requests = max(requests, 200)
     totals = []
     for count in (requests, 3 * requests):
-        result = run_child(
-            [*CALLGRIND, *child_command(scenario, count, top=0)],
+        result = subprocess.run(
+            [*CALLGRIND, *command, "--requests", str(count)],
             # Same hashing, so the same dict layouts, in every run.
             env={**env, "PYTHONHASHSEED": "0"},
-            root=root,
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
             timeout=1800,
         )
-        totals.append(int(CALLGRIND_TOTAL.search(result.stderr).group(1)))
+        if result.returncode != 0:
+            raise RuntimeError(result.stdout + result.stderr)
+        totals.append(int(CALLGRIND_TOTAL.search(result.stderr)[1]))
     return (totals[1] - totals[0]) / (2 * requests)
-
-
-def parent(options):
-    from bench.stack import Stack
-    from loopback.processes import PROJECT_ROOT
-
-    if options.instructions:
-        # Warm-up is min(200, N) requests: equal for both runs from N=200.
-        options.requests = max(options.requests, 200)
-        options.rounds = 1
-    with Stack([]) as stack:
-        results = {}
-        for round_number in range(options.rounds):
-            for settings, root in options.variants:
-                for scenario in options.scenario:
-                    env = {
-                        **stack.base_env,
-                        "DJANGO_SETTINGS_MODULE": settings,
-                        "DJANGO_PUBLIC_URL": f"http://{PUBLIC_HOST}",
-                    }
-                    label = settings if root == PROJECT_ROOT else str(root)
-                    if options.instructions:
-                        count = instructions(
-                            scenario, options.requests, env=env, root=root
-                        )
-                        print(f"{scenario:4} {label:40} {count:12,.0f} instructions")
-                        continue
-                    profile = options.profile and round_number == 0
-                    command = child_command(
-                        scenario, options.requests, options.top, profile=profile
-                    )
-                    result = run_child(command, env=env, root=root, timeout=600)
-                    if profile:
-                        print(f"==== {label} {scenario}\n{result.stderr}")
-                    figures = json.loads(result.stdout.strip().splitlines()[-1])
-                    results.setdefault((label, scenario), []).append(figures)
-                    print(
-                        f"round {round_number + 1} {scenario:4} {label:40} "
-                        f"wall {figures['wall_us']:7.0f} us  "
-                        f"cpu {figures['cpu_us']:7.0f} us",
-                        flush=True,
-                    )
-        if not results:
-            return
-        print("\nmedians over rounds:")
-        for (label, scenario), runs in results.items():
-            wall = statistics.median(run["wall_us"] for run in runs)
-            cpu = statistics.median(run["cpu_us"] for run in runs)
-            print(f"  {scenario:4} {label:40} wall {wall:7.0f} us  cpu {cpu:7.0f} us")
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m bench.profile")
     parser.add_argument("--settings", action="append", help="a settings module")
     parser.add_argument("--root", action="append", help="a copy of the project")
-    parser.add_argument("--scenario", action="append", choices=("get", "post"))
-    parser.add_argument("--requests", type=int, default=2000)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--profile", action="store_true")
     parser.add_argument(
-        "--instructions",
-        action="store_true",
-        help="count instructions per request with callgrind (slow, steady)",
+        "--page",
+        action="append",
+        choices=PAGES,
+        help="repeatable [get and post; every page with --queries]",
     )
-    parser.add_argument("--top", type=int, default=35)
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--rows", type=int, default=0, help="sign-ups loaded [0]")
+    parser.add_argument("--requests", type=int, default=200, help="N [200]")
+    parser.add_argument("--profile", action="store_true", help="cProfile instead")
+    parser.add_argument("--top", type=int, default=35, help="--profile lines [35]")
+    parser.add_argument("--queries", action="store_true", help="SQL instead")
+    parser.add_argument("--explain", action="store_true", help="with --queries")
+    parser.add_argument("--child", metavar="ROOT", help=argparse.SUPPRESS)
     options = parser.parse_args(argv)
-    options.scenario = options.scenario or ["get", "post"]
     if options.child:
-        child(options.scenario[0], options.requests, options.profile, options.top)
-    else:
-        from loopback.processes import PROJECT_ROOT
+        return child(options)
+    counting = not (options.profile or options.queries)
+    if counting and not shutil.which("valgrind"):
+        parser.error("counting instructions needs valgrind: apt-get install valgrind")
+    pages = options.page or (list(PAGES) if options.queries else ["get", "post"])
+    variants = [(settings, PROJECT_ROOT) for settings in options.settings or []]
+    variants += [("bench.site_settings", Path(r).resolve()) for r in options.root or []]
+    flags = [f"--{flag}" for flag in ("profile", "queries", "explain")]
+    flags = [flag for flag in flags if getattr(options, flag[2:])]
+    from bench.loader import load
+    from bench.stack import Stack
 
-        options.variants = [
-            (settings, PROJECT_ROOT) for settings in options.settings or []
-        ]
-        options.variants += [
-            ("bench.site_settings", Path(root).resolve()) for root in options.root or []
-        ]
-        options.variants = options.variants or [("bench.site_settings", PROJECT_ROOT)]
-        parent(options)
+    with Stack([]) as stack:
+        if options.rows:
+            with stack.database.connect() as conn:
+                load(conn, options.rows)
+        for settings, root in variants or [("bench.site_settings", PROJECT_ROOT)]:
+            label = settings if root == PROJECT_ROOT else str(root)
+            env = stack.base_env | {
+                "DJANGO_SETTINGS_MODULE": settings,
+                "DJANGO_PUBLIC_URL": f"http://{HOST}",
+            }
+            for page in pages:
+                command = [sys.executable, "-m", "bench.profile", "--child", root]
+                command += ["--page", page, "--top", str(options.top), *flags]
+                if counting:
+                    count = instructions(command, options.requests, env)
+                    print(f"{page:12} {label:40} {count:12,.0f} instructions")
+                else:
+                    print(f"==== {page} {label}", flush=True)
+                    command += ["--requests", str(options.requests)]
+                    subprocess.run(command, env=env, cwd=PROJECT_ROOT, check=True)
 
 
 if __name__ == "__main__":

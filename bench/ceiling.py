@@ -1,19 +1,14 @@
 """
-The ceiling: the smallest honest WSGI app that does the sign-up site's job.
-
-It is what the site is measured against. It serves the same page (a fixed
-HTML form with a token field and a token cookie), checks the token and the
-Origin on a sign-up, stores it with one ``INSERT ... ON CONFLICT DO NOTHING``
-over one persistent psycopg connection per worker, and redirects to the
-thank-you page, with the security headers the site sends. It runs under the
-same gunicorn settings (``docker/web/gunicorn.conf.py``), behind the same nginx
-template, against the same table of the same PostgreSQL:
+The ceiling: the smallest honest WSGI app that does the sign-up site's job,
+what the site is measured against. It serves the same page (a fixed HTML form
+with a token field and a token cookie), checks the token and the Origin of a
+sign-up, stores it with one ``INSERT ... ON CONFLICT DO NOTHING`` over one
+persistent connection per worker, and redirects to the thank-you page, with
+the site's security headers. No framework, no validation beyond what keeps
+the table honest, no logging of its own. It runs under the same gunicorn
+config, behind the same nginx, against the same table:
 
     gunicorn -c docker/web/gunicorn.conf.py bench.ceiling:application
-
-Nothing more: no framework, no validation beyond what keeps the table honest,
-no logging of its own. The site's figures divided by this app's are what the
-benchmark reports.
 """
 
 import hmac

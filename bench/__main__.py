@@ -1,22 +1,17 @@
 """
-The benchmark suite, in one command:
+The benchmark suite, in one command (see docs/testing.md#benchmark):
 
     .venv/bin/python -m bench                 # full run, writes docs/performance.md
     .venv/bin/python -m bench --quick         # a few seconds, checks it all works
 
-It starts, on loopback only, a throwaway PostgreSQL cluster and, for each
-target, gunicorn with docker/web/gunicorn.conf.py behind nginx with the project's
-template: by default the site and the ceiling app (bench/ceiling.py). It
-warms each target up, then loads them in turn, round after round (A B A B),
-with wrk: ``GET /``, then sign-up POSTs with a new address each. After every
-POST phase the rows added must equal the sign-ups the app answered with its
-redirect. Then it loads a million sign-ups with COPY and times the owner's
-paths on them. It prints the figures, writes JSON (--json) and Markdown
+On loopback only, a throwaway PostgreSQL cluster and, for each target (the
+site and the ceiling app, bench/ceiling.py), gunicorn with the project's
+config behind nginx with its template. Warm-up, then round after round (A B
+A B) of wrk phases: ``GET /``, then sign-ups with a new address each, whose
+rows must equal the redirects the app answered. Then the owner's paths on a
+million sign-ups. It prints the figures, writes JSON (--json) and Markdown
 (--report), and exits 1 if any phase had errors or a row count did not match
-(speed alone never fails it).
-
-Every load is bounded in time, every process started here is stopped by its
-pid, and nothing listens beyond 127.0.0.1.
+(speed alone never fails it). Every process started is stopped by its pid.
 """
 
 import argparse
@@ -75,11 +70,9 @@ def parse_args(argv):
         action="append",
         metavar="NAME=KIND[,VAR=VALUE...][,template=PATH][,root=PATH][,config=PATH]",
         help="what to load, in this order each round (repeatable); KIND is site "
-        "or ceiling, VAR=VALUE goes into its environment (WEB_CONCURRENCY, "
-        "GUNICORN_CMD_ARGS, DJANGO_SETTINGS_MODULE...), template= replaces "
-        "the nginx template, root= runs another copy of the project (a git "
-        "worktree of an earlier commit), config= another gunicorn config "
-        "[site, ceiling]",
+        "or ceiling, VAR=VALUE goes into its environment, template= replaces "
+        "the nginx template, root= runs another copy of the project, config= "
+        "another gunicorn config [site, ceiling]",
     )
     parser.add_argument(
         "--no-owner", action="store_true", help="skip the owner's paths"

@@ -191,14 +191,8 @@ Run on {started} ({minutes:.1f} min).
 
 `.venv/bin/python -m bench` (about ten minutes) writes this file; `--quick`
 is the few-second smoke run CI does (`tests/bench`). What it needs, and how
-to measure a change against what it replaces (`--target` variants in the same
-run, instructions per request with `python -m bench.profile`), is in
+to measure a change against what it replaces, is in
 [Testing](testing.md#benchmark).
-
-Besides req/s and latency, each phase reports the CPU time per request of
-each process: gunicorn (master and workers), nginx, the PostgreSQL cluster and
-wrk. CPU time drifts far less than req/s on a shared machine, and it shows
-where the difference to the ceiling is spent.
 
 ## Machine and versions
 
@@ -227,11 +221,12 @@ where the difference to the ceiling is spent.
 ## Site and ceiling
 
 Medians over rounds. Ratios pair each round's phase with the other target's
-phase of the same round, then take the median."""
-CPU_TEXT = """
-CPU milliseconds per request, by process (gunicorn master and workers; nginx;
-the whole PostgreSQL cluster; wrk):
-"""
+phase of the same round, then take the median. Besides req/s and latency,
+each phase reports the CPU time per request of each process: gunicorn (master
+and workers), nginx, the whole PostgreSQL cluster and wrk. CPU time drifts far
+less than req/s on a shared machine, and it shows where the difference to the
+ceiling is spent."""
+CPU_TEXT = "\nCPU milliseconds per request, by process:\n"
 OWNER_TOP = """
 ## The owner's paths at {rows:,} sign-ups
 

@@ -1,9 +1,10 @@
 """
-CSV export of sign-ups, streamed so that a million rows cost a few kilobytes
-of memory, shared by the admin action and any command that exports.
+CSV export of sign-ups, oldest first, streamed so that a million rows cost a
+few kilobytes of memory: shared by the admin action and `export_signups`.
 """
 
 import csv
+from itertools import islice
 
 from django.db.models import CharField, Func
 
@@ -11,18 +12,14 @@ HEADER = ("name", "email", "signed_up_at")
 # A spreadsheet treats a cell starting with one of these as a formula
 # (OWASP "CSV injection"); a leading apostrophe makes it plain text.
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-CHUNK_SIZE = 2000
-# Lines per piece of a streamed response: one piece per line would cost a
-# system call (and a chunk header) per sign-up.
+# Rows per piece of output: a piece per row would cost a system call (and a
+# chunk header) per sign-up.
 LINES_PER_CHUNK = 1000
 
 
 class IsoFormatUTC(Func):
-    """A timestamp with time zone as Python's isoformat() writes it in UTC
-    (2026-05-12T09:30:00.250000+00:00, no fraction when it is zero), formatted
-    by PostgreSQL instead of making a datetime of each row and text of that.
-    Django reads timestamps in UTC whatever TIME_ZONE says (USE_TZ), so the
-    text is the same."""
+    """A timestamp as isoformat() writes it in UTC, made by PostgreSQL: Django
+    reads timestamps with psycopg's pure-Python loader, three times the CPU."""
 
     output_field = CharField()
     template = (
@@ -35,9 +32,7 @@ class IsoFormatUTC(Func):
 
 def neutralise(value):
     text = str(value)
-    if text.startswith(FORMULA_PREFIXES):
-        return "'" + text
-    return text
+    return "'" + text if text.startswith(FORMULA_PREFIXES) else text
 
 
 class _Echo:
@@ -47,26 +42,24 @@ class _Echo:
         return value
 
 
-def csv_rows(queryset):
-    """Yield the CSV text of QUERYSET, a line at a time, header first."""
+def csv_batches(queryset, size=LINES_PER_CHUNK):
+    """Yield (CSV text, rows in it) for QUERYSET: the header, then SIZE rows at
+    a time."""
     writer = csv.writer(_Echo())
-    yield writer.writerow(HEADER)
+    yield writer.writerow(HEADER), 0
     rows = (
         queryset.order_by("signed_up_at", "id")
         .annotate(signed_up_at_text=IsoFormatUTC("signed_up_at"))
         .values_list("name", "email", "signed_up_at_text")
+        .iterator(chunk_size=2000)
     )
-    for name, email, signed_up_at in rows.iterator(chunk_size=CHUNK_SIZE):
-        yield writer.writerow((neutralise(name), neutralise(email), signed_up_at))
+    while batch := list(islice(rows, size)):
+        lines = (
+            writer.writerow((neutralise(n), neutralise(e), at)) for n, e, at in batch
+        )
+        yield "".join(lines), len(batch)
 
 
-def csv_chunks(queryset, lines=LINES_PER_CHUNK):
-    """csv_rows(QUERYSET) joined LINES lines at a time, for a streamed response."""
-    buffer = []
-    for line in csv_rows(queryset):
-        buffer.append(line)
-        if len(buffer) >= lines:
-            yield "".join(buffer)
-            buffer.clear()
-    if buffer:
-        yield "".join(buffer)
+def csv_chunks(queryset, size=LINES_PER_CHUNK):
+    """The CSV text alone, for a streamed response."""
+    return (text for text, _rows in csv_batches(queryset, size))

@@ -15,7 +15,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext, override_settings
 
 from accounts.admin import ChangeListQuerySet, FirstPagePaginator
-from accounts.export import csv_chunks, csv_rows, neutralise
+from accounts.export import csv_batches, csv_chunks, neutralise
 from accounts.models import Signup
 
 pytestmark = pytest.mark.django_db
@@ -46,8 +46,8 @@ def signups():
     return rows
 
 
-def previous_csv_rows(queryset):
-    """accounts.export.csv_rows as it was: timestamps formatted in Python."""
+def python_csv(queryset):
+    """The export with timestamps formatted in Python, as Django would."""
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(("name", "email", "signed_up_at"))
@@ -73,13 +73,13 @@ def test_register_is_one_insert_statement():
 @pytest.mark.parametrize("time_zone", ["UTC", "America/New_York", "Asia/Kolkata"])
 def test_the_export_is_the_same_text_as_before(signups, time_zone):
     with override_settings(TIME_ZONE=time_zone):
-        assert "".join(csv_rows(Signup.objects.all())) == previous_csv_rows(
+        assert "".join(csv_chunks(Signup.objects.all())) == python_csv(
             Signup.objects.all()
         )
 
 
 def test_exported_timestamps_are_isoformat_in_utc(signups):
-    rows = list(csv.reader(io.StringIO("".join(csv_rows(Signup.objects.all())))))
+    rows = list(csv.reader(io.StringIO("".join(csv_chunks(Signup.objects.all())))))
 
     assert [row[2] for row in rows[1:]] == [
         signup.signed_up_at.isoformat() for signup in signups
@@ -88,13 +88,16 @@ def test_exported_timestamps_are_isoformat_in_utc(signups):
     assert rows[4][2] == "2025-01-01T04:30:00.000001+00:00"
 
 
-def test_the_chunks_join_to_the_rows(signups):
+def test_the_export_comes_in_batches_of_rows_after_the_header(signups):
     queryset = Signup.objects.all()
 
-    chunks = list(csv_chunks(queryset, lines=3))
+    batches = list(csv_batches(queryset, size=3))
 
-    assert "".join(chunks) == "".join(csv_rows(queryset))
-    assert len(chunks) == 3  # header + 8 rows, three lines at a time
+    assert [rows for _text, rows in batches] == [0, 3, 3, 2]
+    assert [text.count("\r\n") for text, _rows in batches] == [1, 3, 3, 2]
+    assert batches[0][0] == "name,email,signed_up_at\r\n"
+    assert list(csv_chunks(queryset, size=3)) == [text for text, _rows in batches]
+    assert "".join(csv_chunks(queryset)) == python_csv(queryset)
 
 
 def admin_queryset():

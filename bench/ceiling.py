@@ -56,13 +56,6 @@ PAGE = """<!doctype html>
 </body>
 </html>
 """
-THANKS = b"""<!doctype html>
-<html lang="en">
-<head><meta charset="utf-8"><title>Thank you</title></head>
-<body><main class="card"><h1>Thank you for signing up!</h1>
-<p><a href="/">Back to the form</a></p></main></body>
-</html>
-"""
 SECURITY_HEADERS = [
     ("X-Frame-Options", "DENY"),
     ("X-Content-Type-Options", "nosniff"),
@@ -70,6 +63,21 @@ SECURITY_HEADERS = [
     ("Cross-Origin-Opener-Policy", "same-origin"),
 ]
 HTML = ("Content-Type", "text/html; charset=utf-8")
+FORBIDDEN = ("403 Forbidden", [HTML], b"<h1>Forbidden</h1>")
+NOT_FOUND = ("404 Not Found", [HTML], b"<h1>Not found</h1>")
+HEALTHY = (
+    "200 OK",
+    [("Content-Type", "application/json"), ("Cache-Control", "no-store")],
+    b'{"status": "ok"}',
+)
+# The paths that answer the same whatever is sent.
+FIXED = {
+    "/thanks/": ("200 OK", [HTML], b"<h1>Thank you for signing up!</h1>"),
+    "/healthz": HEALTHY,
+    "/readyz": HEALTHY,
+}
+# The keyword psycopg.connect takes for each POSTGRES_* variable.
+CONNECT = {"host": "HOST", "port": "PORT", "user": "USER", "password": "PASSWORD"}
 
 _connection = None
 
@@ -78,15 +86,9 @@ def connection():
     """This worker's connection, opened on first use and again after a failure."""
     global _connection
     if _connection is None or _connection.closed:
-        _connection = psycopg.connect(
-            host=os.environ.get("POSTGRES_HOST", "127.0.0.1"),
-            port=os.environ.get("POSTGRES_PORT", "5432"),
-            user=os.environ.get("POSTGRES_USER", "postgres"),
-            password=os.environ.get("POSTGRES_PASSWORD") or None,
-            dbname=os.environ.get("POSTGRES_DB", "postgres"),
-            connect_timeout=5,
-            autocommit=True,
-        )
+        params = {key: os.environ[f"POSTGRES_{name}"] for key, name in CONNECT.items()}
+        params["dbname"] = os.environ["POSTGRES_DB"]
+        _connection = psycopg.connect(**params, connect_timeout=5, autocommit=True)
     return _connection
 
 
@@ -98,80 +100,49 @@ def cookie_token(environ):
     return None
 
 
-def respond(start_response, status, headers, body=b""):
-    start_response(
-        status,
-        [*headers, *SECURITY_HEADERS, ("Content-Length", str(len(body)))],
-    )
-    return [body]
-
-
-def form(environ, start_response):
+def form(environ):
     token = cookie_token(environ) or secrets.token_hex(32)
-    return respond(
-        start_response,
-        "200 OK",
-        [
-            HTML,
-            ("Vary", "Cookie"),
-            (
-                "Set-Cookie",
-                f"{COOKIE_NAME}={token}; Max-Age=31449600; Path=/; SameSite=Lax",
-            ),
-        ],
-        PAGE.format(token=token).encode(),
-    )
+    cookie = f"{COOKIE_NAME}={token}; Max-Age=31449600; Path=/; SameSite=Lax"
+    headers = [HTML, ("Vary", "Cookie"), ("Set-Cookie", cookie)]
+    return "200 OK", headers, PAGE.format(token=token).encode()
 
 
-def sign_up(environ, start_response):
-    forbidden = (start_response, "403 Forbidden", [HTML], b"<h1>Forbidden</h1>")
-    origin = environ.get("HTTP_ORIGIN")
-    host = environ.get("HTTP_HOST", "")
-    if origin is not None and origin != f"{environ['wsgi.url_scheme']}://{host}":
-        return respond(*forbidden)
-    try:
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        length = -1
-    if not 0 < length <= MAX_BODY:
-        return respond(start_response, "400 Bad Request", [HTML], b"")
-    fields = parse_qs(environ["wsgi.input"].read(length).decode("utf-8", "replace"))
-    token = cookie_token(environ)
-    sent = fields.get(FIELD_NAME, [""])[0]
+def sign_up(environ):
+    own = f"{environ['wsgi.url_scheme']}://{environ.get('HTTP_HOST', '')}"
+    if environ.get("HTTP_ORIGIN", own) != own:
+        return FORBIDDEN
+    length = environ.get("CONTENT_LENGTH") or "0"
+    if not (length.isdigit() and 0 < int(length) <= MAX_BODY):
+        return "400 Bad Request", [HTML], b""
+    body = environ["wsgi.input"].read(int(length)).decode("utf-8", "replace")
+    fields = {key: values[0].strip() for key, values in parse_qs(body).items()}
+    token, sent = cookie_token(environ), fields.get(FIELD_NAME, "")
     if not token or not hmac.compare_digest(token.encode(), sent.encode()):
-        return respond(*forbidden)
-    name = fields.get("name", [""])[0].strip()
-    email = fields.get("email", [""])[0].strip()
+        return FORBIDDEN
+    name, email = fields.get("name", ""), fields.get("email", "")
     local, at, domain = email.rpartition("@")
-    if (
-        not (0 < len(name) <= 256 and local and at and "." in domain)
-        or len(email) > 254
-    ):
-        page = PAGE.format(token=token).encode()
-        return respond(start_response, "200 OK", [HTML], page)
-    email = f"{local}@{domain.lower()}"
+    valid = local and at and "." in domain and len(email) <= 254
+    if not (valid and 0 < len(name) <= 256):
+        return "200 OK", [HTML], PAGE.format(token=token).encode()
+    row = (name, f"{local}@{domain.lower()}")
     try:
-        connection().execute(INSERT, (name, email))
+        connection().execute(INSERT, row)
     except psycopg.OperationalError:
         # The server went away: a new connection, once.
         connection().close()
-        connection().execute(INSERT, (name, email))
-    return respond(start_response, "302 Found", [("Location", "/thanks/")])
+        connection().execute(INSERT, row)
+    return "302 Found", [("Location", "/thanks/")], b""
 
 
 def application(environ, start_response):
     path, method = environ.get("PATH_INFO", "/"), environ["REQUEST_METHOD"]
-    if path == "/" and method in ("GET", "HEAD"):
-        return form(environ, start_response)
-    if path == "/" and method == "POST":
-        return sign_up(environ, start_response)
-    if path == "/thanks/":
-        return respond(start_response, "200 OK", [HTML], THANKS)
-    if path in ("/healthz", "/readyz"):
-        return respond(
-            start_response,
-            "200 OK",
-            [("Content-Type", "application/json"), ("Cache-Control", "no-store")],
-            b'{"status": "ok"}',
-        )
-    return respond(start_response, "404 Not Found", [HTML], b"<h1>Not found</h1>")
+    if (path, method) == ("/", "POST"):
+        status, headers, body = sign_up(environ)
+    elif path == "/" and method in ("GET", "HEAD"):
+        status, headers, body = form(environ)
+    else:
+        status, headers, body = FIXED.get(path, NOT_FOUND)
+    start_response(
+        status, [*headers, *SECURITY_HEADERS, ("Content-Length", str(len(body)))]
+    )
+    return [body]

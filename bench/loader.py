@@ -56,6 +56,12 @@ DOMAINS = """
 """
 # Letters NFKD does not take apart, and the apostrophe.
 ASCII_FOLD = str.maketrans("łŁøØđ\u0131", "lLoOdi", "'") | {ord("ß"): "ss"}
+# How people make an email's local part from their name, the first most often;
+# the number makes it unique.
+LOCAL_PARTS = """
+    {first}.{last}{n} {first}.{last}{n} {first}.{last}{n} {initial}{last}{n}
+    {last}.{first}_{n} {first}{n} {first}-{last}.{n}
+"""
 YEARS = 3
 COLUMNS = ("name", "email", "signed_up_at")
 
@@ -89,6 +95,7 @@ def rows(count, seed=2026, now=None):
     start = now - timedelta(days=365 * YEARS)
     span = (now - start).total_seconds()
     choice, random_ = rng.choice, rng.random
+    local_parts = LOCAL_PARTS.split()
     for number in range(count):
         first, first_ascii = choice(firsts)
         last, last_ascii = choice(lasts)
@@ -101,17 +108,9 @@ def rows(count, seed=2026, now=None):
             name = f"{first.lower()} {last.lower()}"
         else:
             name = f"{first} {last}"
-        pattern = number % 7
-        if pattern < 3:
-            local = f"{first_ascii}.{last_ascii}{number}"
-        elif pattern == 3:
-            local = f"{first_ascii[0]}{last_ascii}{number}"
-        elif pattern == 4:
-            local = f"{last_ascii}.{first_ascii}_{number}"
-        elif pattern == 5:
-            local = f"{first_ascii}{number}"
-        else:
-            local = f"{first_ascii}-{last_ascii}.{number}"
+        local = local_parts[number % len(local_parts)].format(
+            first=first_ascii, initial=first_ascii[0], last=last_ascii, n=number
+        )
         if random_() >= 0.05:
             local = local.lower()
         email = f"{local}@{choice(domains)}"

@@ -1,17 +1,9 @@
 """
-The benchmark suite, in one command (see docs/testing.md#benchmark):
-
-    .venv/bin/python -m bench                 # full run, writes docs/performance.md
-    .venv/bin/python -m bench --quick         # a few seconds, checks it all works
-
-On loopback only, a throwaway PostgreSQL cluster and, for each target (the
-site and the ceiling app, bench/ceiling.py), gunicorn with the project's
-config behind nginx with its template. Warm-up, then round after round (A B
-A B) of wrk phases: ``GET /``, then sign-ups with a new address each, whose
-rows must equal the redirects the app answered. Then the owner's paths on a
-million sign-ups. It prints the figures, writes JSON (--json) and Markdown
-(--report), and exits 1 if any phase had errors or a row count did not match
-(speed alone never fails it). Every process started is stopped by its pid.
+The benchmark suite in one command (docs/testing.md#benchmark): the site and
+its ceiling app (bench/ceiling.py) on loopback, taking turns round after round
+under wrk, then the owner's paths on a million sign-ups. It writes
+docs/performance.md (--report) and JSON (--json), and exits 1 if a phase had
+errors or its rows did not match its sign-ups (speed alone never fails it).
 """
 
 import argparse

@@ -47,17 +47,15 @@ worker_memory rss_mb 80 MB A worker's RSS after the public requests
 
 
 def machine():
+    """The machine, as the rows of the report's table."""
     cpu = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M)
     debian = Path("/etc/debian_version")
+    system = f"Debian {debian.read_text().strip()}" if debian.exists() else "Linux"
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     return {
-        "cpu": cpu[1] if cpu else platform.machine(),
-        "cores": os.cpu_count(),
-        "memory": f"{memory / 2**30:.1f} GiB",
-        "os": f"Debian {debian.read_text().strip()}"
-        if debian.exists()
-        else platform.platform(),
-        "kernel": platform.release(),
+        "CPU": f"{cpu[1] if cpu else platform.machine()}, {os.cpu_count()} cores",
+        "Memory": f"{memory / 2**30:.1f} GiB",
+        "OS": f"{system}, Linux {platform.release()}",
     }
 
 
@@ -174,25 +172,18 @@ def table(header, rows, text_columns=1):
 TOP = """\
 # Performance
 
-The sign-up site against its own ceiling, measured by the benchmark suite in
-`bench/`. Timings on these shared machines drift by up to 30 % within
-minutes, so what matters are the ratios of one run: the site and the ceiling
-app take turns (A B A B) under the same load, behind the same nginx, with the
-same gunicorn settings and the same PostgreSQL. This file is written by the
-run it describes.
+The sign-up site against its own ceiling, measured by `bench/` and written by
+the run it describes. Timings on these shared machines drift by up to 30 %
+within minutes, so what matters are the ratios of one run: the site and the
+ceiling app take turns (A B A B) under the same load, behind the same nginx,
+with the same gunicorn settings and the same PostgreSQL. How to run it, and
+to measure a change against what it replaces: [Testing](testing.md#benchmark).
 
 ```sh
 {command}
 ```
 
 Run on {started} ({minutes:.1f} min).
-
-## How to run it
-
-`.venv/bin/python -m bench` (about ten minutes) writes this file; `--quick`
-is the few-second smoke run CI does (`tests/bench`). What it needs, and how
-to measure a change against what it replaces, is in
-[Testing](testing.md#benchmark).
 
 ## Machine and versions
 
@@ -201,41 +192,40 @@ to measure a change against what it replaces, is in
 ## Settings
 
 - Load: wrk, {threads} thread, {connections} connections, {duration} s per
-  phase after {warmup} s of warm-up, {rounds} rounds; browser headers
-  (Accept-Encoding: gzip, so nginx compresses as it would for people). `GET /`
-  as a first visit (no cookie); sign-up POSTs with a new address each, all
-  with one CSRF cookie and form token, Origin and Host as a browser at
-  `http://localhost:<port>` sends them.
+  phase after {warmup} s of warm-up, {rounds} rounds, with a browser's headers
+  (Accept-Encoding: gzip, so nginx compresses). `GET /` as a first visit (no
+  cookie); sign-up POSTs with a new address each, all with one CSRF cookie and
+  form token, Origin and Host as a browser at `http://localhost:<port>`.
 - nginx: the project's template (`docker/nginx/default.conf.template`) in the
-  official image's nginx.conf (`worker_processes auto`), rendered as the
-  serving tests render it, with envsubst (rate limits lifted: every request
-  comes from 127.0.0.1), one nginx per target; upstream `web` resolved by the
-  stand-in for Docker's DNS (`loopback/dns.py`).
+  official image's nginx.conf (`worker_processes auto`), rendered with envsubst
+  as the serving tests do (rate limits lifted: every request comes from
+  127.0.0.1), one per target; upstream `web` resolved by the stand-in for
+  Docker's DNS (`loopback/dns.py`).
 - PostgreSQL: a throwaway cluster (`loopback/postgres.py`), {postgresql}; the
   site's role and database, reached over TCP with a password.
-- gunicorn: `docker/web/gunicorn.conf.py`, which loads the site in the master
-  before forking (preload_app); as each target ran it (`--print-config`):
+- gunicorn: `docker/web/gunicorn.conf.py` (preload_app), as each target ran
+  it (`--print-config`):
 
 {gunicorn}
 
 ## Site and ceiling
 
 Medians over rounds. Ratios pair each round's phase with the other target's
-phase of the same round, then take the median. Besides req/s and latency,
-each phase reports the CPU time per request of each process: gunicorn (master
-and workers), nginx, the whole PostgreSQL cluster and wrk. CPU time drifts far
-less than req/s on a shared machine, and it shows where the difference to the
-ceiling is spent."""
+phase of the same round, then take the median. Each phase also reports the
+CPU time per request of each process: gunicorn (master and workers), nginx,
+the whole PostgreSQL cluster and wrk. It drifts far less than req/s on a
+shared machine, and shows where the difference to the ceiling is spent."""
 CPU_TEXT = "\nCPU milliseconds per request, by process:\n"
-OWNER_TOP = """
+OWNER = """
 ## The owner's paths at {rows:,} sign-ups
 
 Loaded with `bench/loader.py` (one COPY, indexes rebuilt after): {rows:,} rows
 in {copy_s:.1f} s, indexes {index_s:.1f} s, VACUUM ANALYZE {vacuum_s:.1f} s,
 {total_s:.1f} s in all. Table and indexes: {table_size}. Timed with the
 `{target}` target, one request after another for {owner_duration} s each.
-"""
-OWNER_BULLETS = """
+
+{paths}
+
 - CSV export, Admin action, through nginx, one fresh worker: {admin_export}
 - CSV export, `manage.py export_signups --output FILE`: {command_export}
 - `bootstrap` on the ready database: median {median_s:.2f} s wall over {runs}
@@ -308,22 +298,14 @@ def owner_section(owner, options):
     for key in ("admin_export", "command_export"):
         figures[key] = EXPORT.format(mb=owner[key]["bytes"] / 1e6, **owner[key])
     header = ["Path", "requests", "p50 ms", "p90 ms", "p99 ms", "errors"]
-    return "\n".join(
-        [
-            OWNER_TOP.format_map(figures),
-            table(header, paths),
-            OWNER_BULLETS.format_map(figures),
-        ]
-    )
+    return OWNER.format_map(figures | {"paths": table(header, paths)})
 
 
 def markdown(results):
     """The page of a run's RESULTS."""
-    computer, (start, end) = results["machine"], results["load_average"]
+    start, end = results["load_average"]
     computer = [
-        ["CPU", f"{computer['cpu']}, {computer['cores']} cores"],
-        ["Memory", computer["memory"]],
-        ["OS", f"{computer['os']}, Linux {computer['kernel']}"],
+        *results["machine"].items(),
         ["Load average (1, 5, 15 min)", f"{start} at the start, {end} at the end"],
         *results["versions"].items(),
     ]
@@ -331,20 +313,15 @@ def markdown(results):
         [target["name"], target["describe"], *target["gunicorn"].values()]
         for target in results["targets"]
     ]
-    postgresql = ", ".join(f"{k}={v}" for k, v in results["postgresql"].items())
+    figures = results["options"] | results | {"minutes": results["wall_s"] / 60}
+    figures["machine"] = table(["", ""], computer, text_columns=2)
+    figures["postgresql"] = ", ".join(
+        f"{k}={v}" for k, v in results["postgresql"].items()
+    )
+    header = ["Target", "App and overrides", *GUNICORN_KEYS]
+    figures["gunicorn"] = table(header, gunicorn, text_columns=2)
     page = [
-        TOP.format_map(
-            results["options"]
-            | results
-            | {
-                "minutes": results["wall_s"] / 60,
-                "machine": table(["", ""], computer, text_columns=2),
-                "postgresql": postgresql,
-                "gunicorn": table(
-                    ["Target", "App and overrides", *GUNICORN_KEYS], gunicorn, 2
-                ),
-            }
-        ),
+        TOP.format_map(figures),
         site_and_ceiling(results["summary"]),
         "\n### Every phase\n",
         table(

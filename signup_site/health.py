@@ -1,25 +1,21 @@
 """
-Liveness and readiness probes.
-
-They are answered by a middleware that sits before everything else, so a
-container healthcheck or an orchestrator gets an answer whatever Host header it
-sends (``localhost``, an IP, a pod name) and without sessions, CSRF or an HTTPS
-redirect getting involved. A probe that came through nginx (which always sets
-X-Forwarded-For) is held to ALLOWED_HOSTS like any other request, so from
-outside an unknown Host never gets a 200.
+How the site answers for its database: the liveness and readiness probes, and
+the 503 page when the database does not answer.
 """
 
 import logging
 from functools import cache
 
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, InterfaceError, OperationalError, connection
 from django.db.migrations.loader import MigrationLoader
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
+from django.template.loader import render_to_string
+from django.utils.deprecation import MiddlewareMixin
 from psycopg.errors import UndefinedTable
 
 LIVENESS_PATH = "/healthz"
 READINESS_PATH = "/readyz"
-PROBES = (LIVENESS_PATH, READINESS_PATH)
+RETRY_AFTER_SECONDS = 10
 
 logger = logging.getLogger(__name__)
 
@@ -38,10 +34,8 @@ def readiness():
             cursor.execute("SELECT app, name FROM django_migrations")
             applied = set(cursor.fetchall())
     except DatabaseError as exc:
-        # Only a missing django_migrations table is a database that was never
-        # bootstrapped, told by PostgreSQL's error class: a refused permission
-        # or a lock timeout quotes the table too, and is a database that
-        # cannot be used now.
+        # Never bootstrapped only if the table is missing, told by PostgreSQL's
+        # error class: a refused permission or a lock timeout quotes it too.
         logger.warning("readiness: database check failed: %s", exc)
         if isinstance(exc.__cause__, UndefinedTable):
             return False, "migrations pending"
@@ -51,21 +45,35 @@ def readiness():
     return True, "ready"
 
 
-def _probe(ready, status):
-    response = JsonResponse({"status": status}, status=200 if ready else 503)
-    response["Cache-Control"] = "no-store"
-    return response
+class HealthCheckMiddleware(MiddlewareMixin):
+    """First of all middleware, so a healthcheck gets an answer for any Host,
+    without sessions, CSRF or an HTTPS redirect; but a probe that came through
+    nginx (which always sets X-Forwarded-For) is held to ALLOWED_HOSTS."""
+
+    def process_request(self, request):
+        probe = request.path in (LIVENESS_PATH, READINESS_PATH)
+        if not probe or request.method not in ("GET", "HEAD"):
+            return None
+        if "HTTP_X_FORWARDED_FOR" in request.META:
+            request.get_host()  # DisallowedHost (400) for an unknown host
+        ready, status = (True, "ok") if request.path == LIVENESS_PATH else readiness()
+        response = JsonResponse({"status": status}, status=200 if ready else 503)
+        response["Cache-Control"] = "no-store"
+        return response
 
 
-class HealthCheckMiddleware:
-    def __init__(self, get_response):
-        self.get_response = get_response
+class DatabaseUnavailableMiddleware(MiddlewareMixin):
+    """A database that does not answer is an outage, not a bug: the visitor
+    gets the 503 page with Retry-After, and the log one line, no traceback."""
 
-    def __call__(self, request):
-        if request.path in PROBES and request.method in ("GET", "HEAD"):
-            if "HTTP_X_FORWARDED_FOR" in request.META:
-                request.get_host()  # DisallowedHost (400) for an unknown host
-            if request.path == LIVENESS_PATH:
-                return _probe(True, "ok")
-            return _probe(*readiness())
-        return self.get_response(request)
+    def process_exception(self, request, exception):
+        if not isinstance(exception, OperationalError | InterfaceError):
+            return None
+        where = f"{request.method} {request.path}"
+        reason = str(exception).strip().partition("\n")[0]
+        logger.warning("database unavailable during %s: %s", where, reason)
+        return HttpResponse(
+            render_to_string("503.html"),
+            status=503,
+            headers={"Retry-After": RETRY_AFTER_SECONDS, "Cache-Control": "no-store"},
+        )

@@ -22,7 +22,7 @@ SIGNUP_PUBLIC_URL = _config.public_url
 BOOTSTRAP_SUPERUSER = _config.superuser
 # The debug page also masks DATABASE_URL, which holds the database password
 # (under runserver every environment variable is in request.META).
-DEFAULT_EXCEPTION_REPORTER_FILTER = "signup_site.error_reports.SecretMaskingFilter"
+DEFAULT_EXCEPTION_REPORTER_FILTER = "signup_site.hardening.SecretMaskingFilter"
 
 INSTALLED_APPS = [
     "accounts",
@@ -39,11 +39,11 @@ MIDDLEWARE = [
     "signup_site.health.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Turns a database outage in a view into the site's 503 page.
-    "signup_site.unavailable.DatabaseUnavailableMiddleware",
+    "signup_site.health.DatabaseUnavailableMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     # Before anything reads a form: refuses a body that is not UTF-8.
-    "signup_site.form_encoding.FormEncodingMiddleware",
+    "signup_site.hardening.FormEncodingMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -125,14 +125,12 @@ if _config.https:
 # Logging: everything to the console, which the container runtime collects.
 # A request refused for what the client sent (a disallowed Host, too many
 # fields, a body that cannot be parsed) is one line naming the client and the
-# request id, never a traceback (signup_site.refused_request_log).
+# request id, never a traceback (signup_site.hardening).
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {
-        "refused_requests": {
-            "()": "signup_site.refused_request_log.RefusedRequestFilter"
-        },
+        "refused_requests": {"()": "signup_site.hardening.RefusedRequestFilter"},
     },
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},

@@ -1,5 +1,5 @@
 """
-The log line of a refused request (signup_site.refused_request_log), in
+The log line of a refused request (signup_site.hardening), in
 process: it names the client nginx saw and the request id, on one line,
 without a traceback.
 """
@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from signup_site.refused_request_log import RefusedRequestFilter
+from signup_site.hardening import RefusedRequestFilter
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ import os
 
 from django.core.wsgi import get_wsgi_application
 
-from signup_site.postgresql import bound_waits
+from signup_site.postgresql.base import bound_waits
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "signup_site.settings")
 # A request never waits for a hung database for long; management commands,

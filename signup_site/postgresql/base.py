@@ -1,15 +1,9 @@
 """
-Django's PostgreSQL backend with every wait for the database bounded while
-serving requests (signup_site.wsgi turns this on; management commands, such
-as a long migration, are left alone): a hung database costs a visitor a few
-seconds and the 503 page, never a worker killed by gunicorn's timeout.
-
-- The server ends a lock wait or a statement itself, after its timeouts.
-- A frozen server ends nothing and its kernel still acknowledges TCP, so only
-  the client's clock helps: after ANSWER_TIMEOUT the connection is closed,
-  and the server, once awake, finds its client gone and rolls back.
-- After such a wait, for FAIL_FAST seconds every access fails at once, so
-  visitors get the 503 page instead of queueing behind waiting workers.
+Django's PostgreSQL backend with every wait for the database bounded in a
+process that serves requests (signup_site.wsgi calls bound_waits(); a
+management command, such as a long migration, is left alone): a hung database
+costs a visitor a few seconds and the 503 page, never a worker killed by
+gunicorn's timeout. docs/operations.md gives the figures.
 """
 
 import time
@@ -21,15 +15,16 @@ from django.db.utils import DatabaseErrorWrapper
 from django.utils.functional import cached_property
 from psycopg import errors
 
-from signup_site.postgresql import waits_are_bounded
-
 LOCK_TIMEOUT_MS = 1000
 STATEMENT_TIMEOUT_MS = 3000
-# Longer than the statement timeout, so that a live server answers first.
+# The site's own clock, which a frozen server cannot stop; longer than the
+# statement timeout, so that a live server answers first.
 ANSWER_TIMEOUT = 4.0
 # A reused connection's check (SELECT 1) answers at once from a live server;
 # failing it only costs a new connection.
 HEALTH_CHECK_TIMEOUT = 1.0
+# After giving up, every access fails at once for this long, so visitors get
+# the 503 page instead of queueing behind waiting workers.
 FAIL_FAST = 5.0
 # Closes an idle connection whose peer is really gone.
 KEEPALIVES = {
@@ -39,20 +34,23 @@ KEEPALIVES = {
     "keepalives_count": 3,
 }
 
-# What means "waited for the database, and gave up": not a statement that
-# was merely slow (QueryCanceled), which says nothing about the next one.
+# Waited for the database in vain; a merely slow statement (QueryCanceled)
+# says nothing about the next one.
 WAITED_IN_VAIN = (errors.ConnectionTimeout, errors.LockNotAvailable)
 
+_bounded = False
 _gave_up_at = None
+
+
+def bound_waits():
+    """Bound every database wait of this process: it serves requests."""
+    global _bounded
+    _bounded = True
 
 
 def _give_up():
     global _gave_up_at
     _gave_up_at = time.monotonic()
-
-
-class AnswerTimeout(errors.OperationalError):
-    """The database did not answer in time; the connection was closed."""
 
 
 class BoundedConnection(psycopg.Connection):
@@ -67,7 +65,8 @@ class BoundedConnection(psycopg.Connection):
         except errors._WaitTimeout:
             _give_up()
             self.close()
-            raise AnswerTimeout(
+            # The server, once awake, finds its client gone and rolls back.
+            raise errors.OperationalError(
                 f"the database did not answer within {limit:g} s; "
                 "the connection was closed"
             ) from None
@@ -83,7 +82,7 @@ class _GiveUpRecorder(DatabaseErrorWrapper):
 class DatabaseWrapper(base.DatabaseWrapper):
     def get_connection_params(self):
         params = {**KEEPALIVES, **super().get_connection_params()}
-        if waits_are_bounded():
+        if _bounded:
             timeouts = (
                 f"-c lock_timeout={LOCK_TIMEOUT_MS} "
                 f"-c statement_timeout={STATEMENT_TIMEOUT_MS}"
@@ -93,16 +92,14 @@ class DatabaseWrapper(base.DatabaseWrapper):
 
     def get_new_connection(self, conn_params):
         connection = super().get_new_connection(conn_params)
-        if waits_are_bounded():
+        if _bounded:
             # Django builds a plain psycopg connection; this one differs only
             # in wait(), which every exchange with the server goes through.
             connection.__class__ = BoundedConnection
         return connection
 
     def fail_fast(self):
-        """OperationalError at once if a wait for the database was given up
-        on less than FAIL_FAST seconds ago."""
-        if waits_are_bounded() and _gave_up_at is not None:
+        if _bounded and _gave_up_at is not None:
             waited = time.monotonic() - _gave_up_at
             if waited < FAIL_FAST:
                 raise OperationalError(

@@ -8,28 +8,26 @@ from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Signup
 
-# Characters that are never part of a name but can hide or reorder text when
-# it is shown later (in the admin, in an export): control characters, the
-# explicit bidirectional embeddings, overrides and isolates, and U+FFFD, which
-# stands where the browser sent bytes that were not UTF-8.
-BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-# Not "Cn" (unassigned): Python may not know an emoji newer than its tables.
+# What can hide or reorder a name where it is shown later (the admin, an
+# export): control characters and surrogates, the bidirectional embeddings,
+# overrides and isolates, and U+FFFD, which stands for bytes that were not
+# UTF-8. Not "Cn" (unassigned): an emoji may be newer than Python's tables.
 FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cs"})
-REPLACEMENT_CHARACTER = "\ufffd"
+FORBIDDEN_CHARACTERS = frozenset(
+    "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\ufffd"
+)
 
 
 def is_forbidden_in_names(char):
     return (
-        unicodedata.category(char) in FORBIDDEN_CATEGORIES
-        or char in BIDI_CONTROLS
-        or char == REPLACEMENT_CHARACTER
+        char in FORBIDDEN_CHARACTERS
+        or unicodedata.category(char) in FORBIDDEN_CATEGORIES
     )
 
 
 class PublicDomainEmailValidator(EmailValidator):
     """Django's email validator with one rule for the domain: a public domain
-    name. Django also accepts "localhost" (its allowlist) and an address in
-    brackets, such as [192.0.2.1]; nobody signs up at either."""
+    name, never "localhost" or an address in brackets ([192.0.2.1])."""
 
     def __init__(self, **kwargs):
         super().__init__(allowlist=[], **kwargs)

@@ -1,4 +1,4 @@
-from django.db import models, router, transaction
+from django.db import models
 from django.db.models.functions import Lower, Now
 from django.utils.translation import gettext_lazy as _
 
@@ -7,28 +7,15 @@ EMAIL_UNIQUE_CONSTRAINT = "accounts_signup_email_ci_unique"
 
 class SignupQuerySet(models.QuerySet):
     def register(self, *, name, email):
-        """
-        Store a sign-up unless one with this email (in any case) exists.
+        """Store a sign-up unless one with this email (in any case) exists; the
+        outcome is the same either way, so no caller can tell who signed up.
 
-        INSERT ... ON CONFLICT DO NOTHING (what bulk_create emits with
-        ignore_conflicts) settles the race between two simultaneous identical
-        sign-ups inside PostgreSQL: one row is written, neither request
-        fails, and no error is logged by the server. The outcome is the same
-        for a new and an existing address, so callers cannot reveal who
-        signed up.
-
-        The INSERT runs in a transaction whose COMMIT is sent only once the
-        INSERT has returned. A database that freezes mid-INSERT makes the
-        site give up and close the connection (signup_site.postgresql); the
-        server, when it wakes, runs the INSERT still in its socket buffer but
-        then finds its client gone and rolls back. In autocommit that INSERT
-        would be stored for a visitor who was shown an error.
+        bulk_create with ignore_conflicts is INSERT ... ON CONFLICT DO NOTHING,
+        which settles a race inside PostgreSQL, in a transaction of its own
+        whose COMMIT is sent only once the INSERT has returned: a server that
+        froze mid-INSERT and wakes after the site gave up rolls it back.
         """
-        alias = self._db or router.db_for_write(self.model)
-        with transaction.atomic(using=alias, savepoint=False):
-            self.using(alias).bulk_create(
-                [self.model(name=name, email=email)], ignore_conflicts=True
-            )
+        self.bulk_create([self.model(name=name, email=email)], ignore_conflicts=True)
 
 
 class Signup(models.Model):

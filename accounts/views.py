@@ -8,13 +8,9 @@ from django.views.decorators.http import require_http_methods
 from accounts.forms import SignupForm
 from accounts.models import Signup
 
-SIGNUP_TEMPLATE = "accounts/signup.html"
-FIELDS_TEMPLATE = "accounts/signup_fields.html"
-THANKS_TEMPLATE = "accounts/thanks.html"
-
 
 def render_fields(form):
-    return render_to_string(FIELDS_TEMPLATE, {"form": form})
+    return render_to_string("accounts/signup_fields.html", {"form": form})
 
 
 @cache
@@ -27,21 +23,20 @@ def blank_fields():
 @require_http_methods(["GET", "HEAD", "POST"])
 def signup(request):
     """Show the sign-up form; store a valid sign-up and redirect to the thanks page."""
-    if request.method == "POST":
-        form = SignupForm(request.POST)
-        if form.is_valid():
-            Signup.objects.register(**form.cleaned_data)
-            # Post/Redirect/Get: a reload of the thanks page cannot resubmit,
-            # and the address never appears in a URL.
-            return redirect("accounts:thanks")
-        return render(
-            request, SIGNUP_TEMPLATE, {"form": form, "fields": render_fields(form)}
-        )
-    # In development a template edit shows on reload.
-    fields = render_fields(SignupForm()) if settings.DEBUG else blank_fields()
-    return render(request, SIGNUP_TEMPLATE, {"fields": fields})
+    if request.method != "POST":
+        # In development a template edit shows on reload.
+        fields = render_fields(SignupForm()) if settings.DEBUG else blank_fields()
+        return render(request, "accounts/signup.html", {"fields": fields})
+    form = SignupForm(request.POST)
+    if not form.is_valid():
+        context = {"form": form, "fields": render_fields(form)}
+        return render(request, "accounts/signup.html", context)
+    Signup.objects.register(**form.cleaned_data)
+    # Post/Redirect/Get: a reload of the thanks page cannot resubmit, and the
+    # address never appears in a URL.
+    return redirect("accounts:thanks")
 
 
 @require_http_methods(["GET", "HEAD"])
 def thanks(request):
-    return render(request, THANKS_TEMPLATE)
+    return render(request, "accounts/thanks.html")

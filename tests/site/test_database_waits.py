@@ -7,8 +7,11 @@ rightly run for minutes. Child processes, so the switch stays theirs.
 import subprocess
 import sys
 
+import pytest
 from django.conf import settings
+from django.db import connection
 
+from accounts.models import Signup
 from tests.support.commands import PROJECT_ROOT, TEST_SECRET_KEY, manage
 from tests.support.commands import site_environment as _site_environment
 
@@ -69,3 +72,21 @@ def test_a_management_command_is_not_bounded():
         "statement_timeout 0",
         "slow statement: finished",
     ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_sign_up_is_inserted_in_a_transaction_of_its_own():
+    """So its COMMIT is sent only once the INSERT has returned: a server that
+    froze mid-INSERT and wakes after the site gave up rolls it back."""
+    in_transaction = []
+
+    def record(execute, sql, params, many, context):
+        in_transaction.append(context["connection"].in_atomic_block)
+        return execute(sql, params, many, context)
+
+    assert not connection.in_atomic_block
+    with connection.execute_wrapper(record):
+        Signup.objects.register(name="Ada", email="ada@example.com")
+
+    assert in_transaction == [True]
+    assert not connection.in_atomic_block

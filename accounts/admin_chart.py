@@ -8,7 +8,7 @@ condition is on the indexed column itself, so it reads only those days.
 """
 
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 
 from django.db.models import Count
 from django.db.models.functions import TruncDate
@@ -21,24 +21,21 @@ DAYS = 30
 # SVG user units; the stylesheet scales the picture to the page's width.
 WIDTH = 600
 HEIGHT = 140
-TOP = 18  # room for the value label above the tallest bar
-BOTTOM = 22  # room for the date labels below the axis
-LEFT = 34  # room for the scale labels
+TOP = 18  # room for the scale's label above the tallest bar
+BASELINE = HEIGHT - 22  # the axis, with room for the dates below it
+LEFT = 34  # room for the scale's labels
 BAR_SHARE = 0.72  # of each day's slot; the rest is the gap between bars
-ZERO_HEIGHT = 1.5
+ZERO_HEIGHT = 1.5  # a day without sign-ups is a sliver on the axis, still there
 
 
 @dataclass(frozen=True)
 class Bar:
-    day: object
+    day: date
     count: int
     x: float
     y: float
-    width: float
     height: float
     label: str  # "3 sign-ups on Mon 12 May 2025", the bar's tooltip
-    is_today: bool
-    is_zero: bool  # drawn as a sliver on the axis, so the day is still there
 
 
 def daily_counts(queryset, *, days=DAYS, today=None):
@@ -58,10 +55,8 @@ def daily_counts(queryset, *, days=DAYS, today=None):
         .values_list("day", "count")
     )
     counts = dict(rows)
-    return [
-        (first + timedelta(days=offset), counts.get(first + timedelta(days=offset), 0))
-        for offset in range(days)
-    ]
+    shown = [first + timedelta(days=offset) for offset in range(days)]
+    return [(day, counts.get(day, 0)) for day in shown]
 
 
 def nice_ceiling(value):
@@ -75,21 +70,18 @@ def nice_ceiling(value):
 
 
 def signup_chart(queryset, *, days=DAYS, today=None):
-    """Everything the template needs to draw the chart of QUERYSET."""
-    today = today or timezone.localdate()
+    """Everything the template needs to draw the chart of QUERYSET; the last
+    bar is today's."""
     series = daily_counts(queryset, days=days, today=today)
     total = sum(count for _day, count in series)
     peak_day, peak = max(series, key=lambda item: (item[1], item[0]))
     scale = nice_ceiling(max(peak, 1))
-    plot_width = WIDTH - LEFT
-    plot_height = HEIGHT - TOP - BOTTOM
-    slot = plot_width / days
+    slot = (WIDTH - LEFT) / days
     bar_width = slot * BAR_SHARE
-    baseline = TOP + plot_height
 
     bars = []
     for index, (day, count) in enumerate(series):
-        height = plot_height * count / scale if count else ZERO_HEIGHT
+        height = (BASELINE - TOP) * count / scale if count else ZERO_HEIGHT
         noun = ngettext("%(count)d sign-up", "%(count)d sign-ups", count) % {
             "count": count
         }
@@ -98,29 +90,27 @@ def signup_chart(queryset, *, days=DAYS, today=None):
                 day=day,
                 count=count,
                 x=round(LEFT + index * slot + (slot - bar_width) / 2, 2),
-                y=round(baseline - height, 2),
-                width=round(bar_width, 2),
+                y=round(BASELINE - height, 2),
                 height=round(height, 2),
                 label=_("%(signups)s on %(day)s")
                 % {"signups": noun, "day": date_format(day, "D j M Y")},
-                is_today=day == today,
-                is_zero=not count,
             )
         )
 
     # Dates under the first, middle and last bars; the last one ends at its
     # bar's right edge, so it is not cut off at the edge of the picture.
-    ticks = []
-    for index in sorted({0, days // 2, days - 1}):
-        bar = bars[index]
-        last = index == days - 1
-        ticks.append(
-            {
-                "x": round(bar.x + (bar.width if last else bar.width / 2), 2),
-                "text": date_format(bar.day, "j M"),
-                "anchor": "end" if last else "middle",
-            }
-        )
+    ticks = [
+        {
+            "x": round(bar.x + round(bar_width, 2) * share, 2),
+            "text": date_format(bar.day, "j M"),
+            "anchor": anchor,
+        }
+        for bar, share, anchor in [
+            (bars[0], 0.5, "middle"),
+            (bars[days // 2], 0.5, "middle"),
+            (bars[-1], 1, "end"),
+        ]
+    ]
 
     summary = ngettext(
         "%(total)d sign-up in the last %(days)d days",
@@ -135,8 +125,8 @@ def signup_chart(queryset, *, days=DAYS, today=None):
     summary += "; " + _("today %(count)d.") % {"count": series[-1][1]}
 
     return {
-        "days": days,
         "bars": bars,
+        "bar_width": round(bar_width, 2),
         "ticks": ticks,
         "total": total,
         "peak": peak,
@@ -145,9 +135,6 @@ def signup_chart(queryset, *, days=DAYS, today=None):
         "width": WIDTH,
         "height": HEIGHT,
         "left": LEFT,
-        "baseline": baseline,
         "top": TOP,
-        "scale_label_y": TOP + 4,
-        "tick_y": baseline + 16,
-        "label_x": LEFT - 6,
+        "baseline": BASELINE,
     }

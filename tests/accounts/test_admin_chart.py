@@ -76,9 +76,13 @@ def test_bars_are_scaled_to_the_busiest_day_and_labelled():
     assert bars[date(2025, 6, 20)].height == pytest.approx(
         (chart["baseline"] - chart["top"]) * 0.6, abs=0.01
     )
-    assert bars[date(2025, 6, 30)].is_today
+    assert chart["bars"][-1].day == TODAY
     assert bars[date(2025, 6, 30)].label == "3 sign-ups on Mon 30 Jun 2025"
-    assert bars[date(2025, 6, 1)].is_zero
+    # A day without sign-ups is a sliver on the axis, so it is still there.
+    assert 0 < bars[date(2025, 6, 1)].height < 2
+    assert bars[date(2025, 6, 1)].y + bars[date(2025, 6, 1)].height == pytest.approx(
+        chart["baseline"]
+    )
     assert bars[date(2025, 6, 1)].label == "0 sign-ups on Sun 1 Jun 2025"
     assert chart["summary"] == (
         "9 sign-ups in the last 30 days; busiest day 20 Jun with 6; today 3."
@@ -87,7 +91,7 @@ def test_bars_are_scaled_to_the_busiest_day_and_labelled():
     # Every bar inside the picture.
     for bar in chart["bars"]:
         assert chart["left"] <= bar.x
-        assert bar.x + bar.width <= chart["width"]
+        assert bar.x + chart["bar_width"] <= chart["width"]
         assert chart["top"] <= bar.y <= chart["baseline"]
 
 
@@ -97,7 +101,7 @@ def test_an_empty_month_is_drawn_without_dividing_by_zero():
 
     assert chart["total"] == 0
     assert chart["summary"] == "0 sign-ups in the last 30 days; today 0."
-    assert all(bar.is_zero for bar in chart["bars"])
+    assert all(bar.count == 0 and bar.height > 0 for bar in chart["bars"])
 
 
 @pytest.mark.django_db
@@ -124,6 +128,10 @@ def test_the_sign_up_list_shows_the_chart_as_svg_without_script_or_inline_style(
     chart = figure.group(0)
     assert '<svg class="signup-chart__plot"' in chart
     assert chart.count("<rect ") == 30
+    # Today's bar (the last) stands out, and so do the 28 days without any.
+    classes = re.findall(r'<rect class="([^"]*)"', chart)
+    assert ["--today" in bar for bar in classes] == [False] * 29 + [True]
+    assert sum("--zero" in bar for bar in classes) == 28
     assert "3 sign-ups in the last 30 days" in chart
     assert "style=" not in chart
     assert "<script" not in chart

@@ -1,4 +1,4 @@
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 
 from django.contrib import admin
 from django.contrib.admin import helpers
@@ -10,7 +10,6 @@ from django.db.models import Min
 from django.db.models.constants import LOOKUP_SEP
 from django.http import StreamingHttpResponse
 from django.utils import timezone
-from django.utils.formats import number_format
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.translation import gettext
@@ -21,26 +20,22 @@ from accounts.export import csv_chunks
 from accounts.models import Signup, SignupQuerySet
 
 
-def period_start(moment, kind):
+def period_bounds(moment, kind):
     """The start of the year, month or day (KIND) that MOMENT falls in, in
-    the current time zone, as QuerySet.datetimes() truncates."""
-    local = timezone.localtime(moment)
+    the current time zone, as QuerySet.datetimes() truncates, and the start
+    of the next one."""
+    first = timezone.localtime(moment).date()
     if kind == "year":
-        return timezone.make_aware(datetime(local.year, 1, 1))
-    if kind == "month":
-        return timezone.make_aware(datetime(local.year, local.month, 1))
-    return timezone.make_aware(datetime(local.year, local.month, local.day))
-
-
-def next_period(start, kind):
-    local = timezone.localtime(start)
-    if kind == "year":
-        return timezone.make_aware(datetime(local.year + 1, 1, 1))
-    if kind == "month":
-        year, month = divmod(local.year * 12 + local.month, 12)
-        return timezone.make_aware(datetime(year, month + 1, 1))
-    day = datetime(local.year, local.month, local.day) + timedelta(days=1)
-    return timezone.make_aware(day)
+        first = first.replace(month=1, day=1)
+        after = first.replace(year=first.year + 1)
+    elif kind == "month":
+        first = first.replace(day=1)
+        after = (first + timedelta(days=31)).replace(day=1)
+    else:
+        after = first + timedelta(days=1)
+    return [
+        timezone.make_aware(datetime.combine(day, time.min)) for day in (first, after)
+    ]
 
 
 class ChangeListQuerySet(SignupQuerySet):
@@ -51,13 +46,11 @@ class ChangeListQuerySet(SignupQuerySet):
         if kind not in ("year", "month", "day") or tzinfo is not None:
             return super().datetimes(field_name, kind, order, tzinfo)
         periods = []
-        earliest = self.aggregate(earliest=Min(field_name))["earliest"]
-        while earliest is not None:
-            periods.append(period_start(earliest, kind))
-            later = self.filter(
-                **{f"{field_name}__gte": next_period(periods[-1], kind)}
-            )
-            earliest = later.aggregate(earliest=Min(field_name))["earliest"]
+        later = self
+        while (earliest := later.aggregate(first=Min(field_name))["first"]) is not None:
+            start, after = period_bounds(earliest, kind)
+            periods.append(start)
+            later = self.filter(**{f"{field_name}__gte": after})
         return periods if order == "ASC" else periods[::-1]
 
 
@@ -215,18 +208,7 @@ class SignupAdmin(admin.ModelAdmin):
             **(extra_context or {}),
             "signup_chart": lambda: signup_chart(self.get_queryset(request)),
         }
-        response = super().changelist_view(request, extra_context)
-        context = getattr(response, "context_data", None) or {}
-        if "cl" in context and context["cl"].paginator.count_is_estimate:
-            # Django's "All 1000000 selected", for an estimate.
-            context["selection_note_all"] = gettext(
-                "All about %(total_count)s selected"
-            ) % {
-                "total_count": number_format(
-                    context["cl"].result_count, force_grouping=True
-                )
-            }
-        return response
+        return super().changelist_view(request, extra_context)
 
     @admin.action(description=_("Export selected sign-ups as CSV"))
     def export_csv(self, request, queryset):

@@ -58,8 +58,8 @@ secure_scheme_headers = {"X-FORWARDED-PROTO": "https"}
 # gunicornc's control socket (gunicorn 25.1+) is off unless asked for: by
 # default it goes to $HOME/.gunicorn/gunicorn.ctl, a path every gunicorn of
 # the same user shares, and nothing in this deployment uses it.
-if _env.string("GUNICORN_CONTROL_SOCKET"):
-    control_socket = _env.string("GUNICORN_CONTROL_SOCKET")
+if _control_socket := _env.string("GUNICORN_CONTROL_SOCKET"):
+    control_socket = _control_socket
 else:
     control_socket_disable = True
 # The default application, so the container command can leave it out.

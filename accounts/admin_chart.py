@@ -1,14 +1,10 @@
 """
-Sign-ups per day for the admin's sign-up list: a small bar chart, drawn on the
-server as SVG (no script, no external library, no inline styles), so the owner
-sees the trend at a glance.
-
-One query groups the last DAYS days by date in the site's time zone; the range
-condition is on the indexed column itself, so it reads only those days.
+Sign-ups per day for the admin's sign-up list: a small bar chart drawn on the
+server as SVG (no script, no external library, no inline styles).
 """
 
-from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import datetime, time, timedelta
+from types import SimpleNamespace
 
 from django.db.models import Count
 from django.db.models.functions import TruncDate
@@ -28,34 +24,23 @@ BAR_SHARE = 0.72  # of each day's slot; the rest is the gap between bars
 ZERO_HEIGHT = 1.5  # a day without sign-ups is a sliver on the axis, still there
 
 
-@dataclass(frozen=True)
-class Bar:
-    day: date
-    count: int
-    x: float
-    y: float
-    height: float
-    label: str  # "3 sign-ups on Mon 12 May 2025", the bar's tooltip
-
-
 def daily_counts(queryset, *, days=DAYS, today=None):
     """[(date, count)] for each of the DAYS days up to TODAY, zeros included."""
     today = today or timezone.localdate()
-    first = today - timedelta(days=days - 1)
-    start = timezone.make_aware(datetime.combine(first, time.min))
-    end = timezone.make_aware(datetime.combine(today + timedelta(days=1), time.min))
+    shown = [today - timedelta(days=days - 1 - offset) for offset in range(days)]
+    start, end = (
+        timezone.make_aware(datetime.combine(day, time.min))
+        for day in (shown[0], today + timedelta(days=1))
+    )
+    # The range is on the indexed column itself, so only those days are read;
+    # COUNT(*) lets PostgreSQL answer from that index alone.
     rows = (
         queryset.order_by()  # the model's ordering would join the GROUP BY
         .filter(signed_up_at__gte=start, signed_up_at__lt=end)
-        .annotate(day=TruncDate("signed_up_at"))
-        .values("day")
-        # COUNT(*), not COUNT(id): counting entries lets PostgreSQL answer
-        # from the index over signed_up_at alone (an index-only scan).
+        .values_list(TruncDate("signed_up_at"))
         .annotate(count=Count("*"))
-        .values_list("day", "count")
     )
     counts = dict(rows)
-    shown = [first + timedelta(days=offset) for offset in range(days)]
     return [(day, counts.get(day, 0)) for day in shown]
 
 
@@ -77,23 +62,25 @@ def signup_chart(queryset, *, days=DAYS, today=None):
     peak_day, peak = max(series, key=lambda item: (item[1], item[0]))
     scale = nice_ceiling(max(peak, 1))
     slot = (WIDTH - LEFT) / days
-    bar_width = slot * BAR_SHARE
+    bar_width = round(slot * BAR_SHARE, 2)
 
     bars = []
     for index, (day, count) in enumerate(series):
         height = (BASELINE - TOP) * count / scale if count else ZERO_HEIGHT
-        noun = ngettext("%(count)d sign-up", "%(count)d sign-ups", count) % {
-            "count": count
+        signups = ngettext("%(count)d sign-up", "%(count)d sign-ups", count)
+        label = _("%(signups)s on %(day)s") % {
+            "signups": signups % {"count": count},
+            "day": date_format(day, "D j M Y"),
         }
+        x = round(LEFT + index * slot + (slot - slot * BAR_SHARE) / 2, 2)
         bars.append(
-            Bar(
+            SimpleNamespace(
                 day=day,
                 count=count,
-                x=round(LEFT + index * slot + (slot - bar_width) / 2, 2),
+                x=x,
                 y=round(BASELINE - height, 2),
                 height=round(height, 2),
-                label=_("%(signups)s on %(day)s")
-                % {"signups": noun, "day": date_format(day, "D j M Y")},
+                label=label,  # the bar's tooltip
             )
         )
 
@@ -101,7 +88,7 @@ def signup_chart(queryset, *, days=DAYS, today=None):
     # bar's right edge, so it is not cut off at the edge of the picture.
     ticks = [
         {
-            "x": round(bar.x + round(bar_width, 2) * share, 2),
+            "x": round(bar.x + bar_width * share, 2),
             "text": date_format(bar.day, "j M"),
             "anchor": anchor,
         }
@@ -125,16 +112,16 @@ def signup_chart(queryset, *, days=DAYS, today=None):
     summary += "; " + _("today %(count)d.") % {"count": series[-1][1]}
 
     return {
-        "bars": bars,
-        "bar_width": round(bar_width, 2),
-        "ticks": ticks,
-        "total": total,
-        "peak": peak,
-        "scale": scale,
-        "summary": summary,
         "width": WIDTH,
         "height": HEIGHT,
         "left": LEFT,
         "top": TOP,
         "baseline": BASELINE,
+        "bars": bars,
+        "bar_width": bar_width,
+        "ticks": ticks,
+        "total": total,
+        "peak": peak,
+        "scale": scale,
+        "summary": summary,
     }

@@ -21,9 +21,8 @@ from accounts.models import Signup, SignupQuerySet
 
 
 def period_bounds(moment, kind):
-    """The start of the year, month or day (KIND) that MOMENT falls in, in
-    the current time zone, as QuerySet.datetimes() truncates, and the start
-    of the next one."""
+    """The starts of the year, month or day (KIND) that MOMENT falls in and of
+    the next one, in the current time zone, as QuerySet.datetimes() truncates."""
     first = timezone.localtime(moment).date()
     if kind == "year":
         first = first.replace(month=1, day=1)
@@ -57,10 +56,8 @@ class ChangeListQuerySet(SignupQuerySet):
 # From this many rows on, the unfiltered list shows PostgreSQL's estimate of
 # the table's size: an exact count reads every row.
 ESTIMATE_FROM = 100_000
-
-# The planner's own estimate of a table's rows: the density at the last
-# VACUUM or ANALYZE (autovacuum runs them) times the table's size now, so it
-# follows growth between them. NULL for a table never analysed.
+# The planner's estimate: rows per page at the last (auto)ANALYZE times the
+# pages now, so it follows growth in between; NULL if never analysed.
 ESTIMATE_SQL = """
     SELECT CASE WHEN c.reltuples < 0 OR c.relpages = 0 THEN NULL
     ELSE (c.reltuples / c.relpages
@@ -83,10 +80,8 @@ def estimated_rows(queryset):
 
 class FirstPagePaginator(Paginator):
     """Fetches the first page before counting, so a result that fits on one
-    page costs one query, not a COUNT and a fetch; on the first page only
-    (may_estimate), a large unfiltered table is estimated, not counted.
-    Later pages are counted exactly, so every row stays reachable.
-    count_is_estimate tells the templates to say "about".
+    page costs one query; on the first page only (may_estimate), a large
+    unfiltered table is estimated, not counted, and the templates say "about".
     """
 
     def __init__(self, *args, may_estimate=False, **kwargs):
@@ -115,9 +110,8 @@ class FirstPagePaginator(Paginator):
         return super().page(number)
 
 
-# Lookups in the list's URL whose value only PostgreSQL checks, when the
-# query runs, after the admin's own checks: a malformed pattern is a 500, and
-# the admin passes a range's value unsplit. The list's own filters use none.
+# Lookups whose value only PostgreSQL checks, as the query runs: a malformed
+# pattern or an unsplit range would be a 500. The list's own filters use none.
 LOOKUPS_CHECKED_TOO_LATE = frozenset({"regex", "iregex", "range"})
 
 
@@ -141,17 +135,14 @@ class SignupChangeList(ChangeList):
         if not self.multi_page and rows is not None:
             self.result_list = rows
         if not self.queryset.query.has_filters():
-            # Unsearched and unfiltered, the result is the whole table: as
-            # with Django's default, no "N results (Show all)" by the search
-            # box, and no second count for it.
+            # The whole table: no "N results (Show all)", and no second count.
             self.full_result_count = self.result_count
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if self.query:
-            # No date drill-down while searching: its first and last dates of
-            # the matches make PostgreSQL walk the whole signed_up_at index,
-            # seconds on a large table, and a 503 past the statement timeout.
+            # No date drill-down while searching: finding the first and last
+            # match's dates walks the whole index, seconds on a large table.
             self.date_hierarchy = None
 
 
@@ -163,8 +154,7 @@ class SignupAdmin(admin.ModelAdmin):
     date_hierarchy = "signed_up_at"
     readonly_fields = ("signed_up_at",)
     actions = ("export_csv",)
-    # Searching shows "N results (Show all)" rather than "(N total)": the
-    # total would be a second count of the whole table on every search.
+    # "(N total)" by the search box would count the whole table every time.
     show_full_result_count = False
     paginator = FirstPagePaginator
 
@@ -183,8 +173,7 @@ class SignupAdmin(admin.ModelAdmin):
         )
 
     def action_checkbox(self, obj):
-        """Django's checkbox HTML, written directly instead of through three
-        widget templates per row."""
+        """Django's checkbox HTML without three widget templates per row."""
         return format_html(
             '<input type="checkbox" name="{}" value="{}" class="action-select"'
             ' aria-label="{}">',
@@ -203,8 +192,7 @@ class SignupAdmin(admin.ModelAdmin):
         )
 
     def changelist_view(self, request, extra_context=None):
-        # The chart of sign-ups per day above the list. A callable: the
-        # template calls it only when the page is drawn, not for an action.
+        # A callable: the chart is drawn only with the page, not for an action.
         extra_context = {
             **(extra_context or {}),
             "signup_chart": lambda: signup_chart(self.get_queryset(request)),

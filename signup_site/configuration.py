@@ -18,6 +18,11 @@ BOOLEANS = dict.fromkeys(("1", "true", "yes", "on"), True) | dict.fromkeys(
     ("0", "false", "no", "off"), False
 )
 DEFAULT_PUBLIC_URL = "http://localhost:8080"
+# scheme://host[:port][/], the host a name, an IPv4 or a bracketed IPv6 address.
+PUBLIC_URL_PATTERN = re.compile(
+    r"(?P<origin>https?://(?P<host>\[[0-9a-f:.]+\]|[a-z0-9][a-z0-9.-]*)"
+    r"(?::(?P<port>[1-9][0-9]{0,4}))?)/?"
+)
 POSTGRESQL = "django.db.backends.postgresql"
 DEFAULT_ADMIN_URL = "admin/"
 # Segments of letters, digits and - . _ ~, each ending in a slash: what both
@@ -99,12 +104,10 @@ class EnvironmentReader:
         return default
 
     def secret(self, name, generated=None, hint=None):
-        """
-        The value of NAME, or the contents of the file named by NAME_FILE, or
-        else of the file GENERATED in SIGNUP_SECRETS_DIR (where the Compose
-        stack keeps the secrets it made on first start). With a HINT the
-        secret is required, and the HINT says how to make one.
-        """
+        """NAME's value, or the contents of the file NAME_FILE names, or else
+        of GENERATED in SIGNUP_SECRETS_DIR (where the Compose stack keeps the
+        secrets it made). With a HINT it is required; the HINT says how to
+        make one."""
         file_name = f"{name}_FILE"
         value, path = self.raw(name), self.raw(file_name)
         if value is not None and path is not None:
@@ -114,22 +117,22 @@ class EnvironmentReader:
             return None
         if value is not None:
             return value
-        if path is None and generated and self.raw("SIGNUP_SECRETS_DIR"):
-            candidate = Path(self.raw("SIGNUP_SECRETS_DIR"), generated)
-            if candidate.is_file():
-                path, file_name = str(candidate), "SIGNUP_SECRETS_DIR"
-        if path is not None:
-            try:
-                # Like the official postgres image, drop trailing newlines an
-                # editor or `echo` adds to a secret file.
-                return Path(path).read_text(encoding="utf-8").rstrip("\r\n")
-            except (OSError, UnicodeDecodeError) as exc:
-                reason = getattr(exc, "strerror", None) or str(exc)
-                self.problems.append(f"{file_name}={path!r} cannot be read ({reason}).")
-                return None
-        if hint:
-            self.problems.append(f"{name} (or {file_name}) is not set: {hint}.")
-        return None
+        directory = self.raw("SIGNUP_SECRETS_DIR")
+        candidate = Path(directory, generated) if directory and generated else None
+        if path is None and candidate and candidate.is_file():
+            path, file_name = str(candidate), "SIGNUP_SECRETS_DIR"
+        if path is None:
+            if hint:
+                self.problems.append(f"{name} (or {file_name}) is not set: {hint}.")
+            return None
+        try:
+            # Like the official postgres image, drop the trailing newlines an
+            # editor or `echo` adds to a secret file.
+            return Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
+            self.problems.append(f"{file_name}={path!r} cannot be read ({reason}).")
+            return None
 
 
 def _secret_key(env):
@@ -149,28 +152,15 @@ def _secret_key(env):
 def _public_url(env):
     """DJANGO_PUBLIC_URL's origin (scheme, host, port) and host name."""
     value = env.string("DJANGO_PUBLIC_URL", DEFAULT_PUBLIC_URL)
-    try:
-        parts = urlsplit(value)
-        port = parts.port
-    except ValueError:  # a port that is not a number from 0 to 65535
-        parts = None
-    if (
-        parts is None
-        or parts.scheme not in ("http", "https")
-        or not parts.hostname
-        or parts.path not in ("", "/")
-        or parts.query
-        or parts.fragment
-        or "@" in parts.netloc
-    ):
-        env.problems.append(
-            f"DJANGO_PUBLIC_URL={value!r} is not a site address: use scheme, host "
-            "and optional port only, e.g. http://localhost:8080 or "
-            "https://signup.example.com."
-        )
-        return DEFAULT_PUBLIC_URL, "localhost"
-    origin = f"{parts.scheme}://{parts.hostname}"
-    return origin + ("" if port is None else f":{port}"), parts.hostname
+    match = PUBLIC_URL_PATTERN.fullmatch(value.lower())
+    if match and int(match["port"] or 0) <= 65535:
+        return match["origin"], match["host"]
+    env.problems.append(
+        f"DJANGO_PUBLIC_URL={value!r} is not a site address: use scheme, host "
+        "and optional port only, e.g. http://localhost:8080 or "
+        "https://signup.example.com."
+    )
+    return DEFAULT_PUBLIC_URL, "localhost"
 
 
 def _database(env):

@@ -270,6 +270,7 @@ def test_database_url_must_be_postgres_and_is_never_quoted(url, recwarn):
             ["signup.example.com"],
         ),
         ("http://127.0.0.1:9000", "http://127.0.0.1:9000", ["127.0.0.1"]),
+        ("http://[::1]:8080", "http://[::1]:8080", ["[::1]"]),
         (" ", "http://localhost:8080", ["localhost", "127.0.0.1", "[::1]"]),
     ],
 )
@@ -289,6 +290,7 @@ def test_public_url_sets_hosts_and_trusted_origins(url, origin, hosts):
         "http://",
         "http://x/path",
         "http://x:99999",
+        "http://x:08080",
         "http://u:p@x",
     ],
 )

@@ -8,8 +8,7 @@ from pathlib import Path
 from signup_site import configuration
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-# Lower-case, so not a setting: the debug page prints every setting and masks
-# only those whose names look secret, and this object holds every secret.
+# Lower-case, so not a setting the debug page would print: it holds secrets.
 _config = configuration.load()
 
 SECRET_KEY = _config.secret_key
@@ -17,11 +16,10 @@ DEBUG = _config.debug
 ALLOWED_HOSTS = _config.allowed_hosts
 CSRF_TRUSTED_ORIGINS = _config.csrf_trusted_origins
 SIGNUP_PUBLIC_URL = _config.public_url
-# The admin account `bootstrap` creates, or None: a dict like DATABASES, so
-# the debug page masks its PASSWORD by name.
+# The admin account `bootstrap` creates, or None; the debug page masks its
+# PASSWORD by name, as in DATABASES.
 BOOTSTRAP_SUPERUSER = _config.superuser
-# The debug page also masks DATABASE_URL, which holds the database password
-# (under runserver every environment variable is in request.META).
+# Masks DATABASE_URL too (under runserver the environment is in request.META).
 DEFAULT_EXCEPTION_REPORTER_FILTER = "signup_site.hardening.SecretMaskingFilter"
 
 INSTALLED_APPS = [
@@ -70,11 +68,9 @@ TEMPLATES = [
     },
 ]
 
-# Database: PostgreSQL only. Persistent connections with a health check, so a
-# restarted server costs no request (Django reconnects before using it).
+# Persistent connections with a health check, so a restarted server costs no
+# request; every wait bounded while serving (signup_site.postgresql.base).
 DATABASES = {"default": _config.database}
-# Django's backend with every wait bounded while serving requests, so a hung
-# database gives the 503 page in seconds (signup_site.postgresql.base).
 DATABASES["default"]["ENGINE"] = "signup_site.postgresql"
 DATABASES["default"]["CONN_MAX_AGE"] = _config.conn_max_age
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
@@ -99,8 +95,7 @@ USE_TZ = True
 # names that browsers may cache for a year.
 STATIC_URL = "/static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
-# The site-wide stylesheet and icon, used by every page and by nginx's own
-# error page, belong to the project rather than to an app: /static/site/.
+# The site-wide stylesheet and icon (nginx's error page uses them too).
 STATICFILES_DIRS = [("site", BASE_DIR / "signup_site" / "static")]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -122,10 +117,8 @@ if _config.https:
     SECURE_HSTS_INCLUDE_SUBDOMAINS = _config.hsts_include_subdomains
     SECURE_HSTS_PRELOAD = _config.hsts_preload
 
-# Logging: everything to the console, which the container runtime collects.
-# A request refused for what the client sent (a disallowed Host, too many
-# fields, a body that cannot be parsed) is one line naming the client and the
-# request id, never a traceback (signup_site.hardening).
+# Everything to the console, which the container runtime collects; a request
+# refused for what the client sent is one line, never a traceback.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -144,8 +137,7 @@ LOGGING = {
     },
     "root": {"handlers": ["console"], "level": "INFO"},
     "loggers": {
-        # Configured here so that Django's default handlers, which print
-        # tracebacks when DEBUG is on, are dropped: all goes to the console.
+        # Replaces Django's default handlers, which print tracebacks in DEBUG.
         "django": {"level": "INFO"},
         "django.request": {"level": "WARNING"},
     },

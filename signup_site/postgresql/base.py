@@ -1,9 +1,8 @@
 """
-Django's PostgreSQL backend with every wait for the database bounded in a
-process that serves requests (signup_site.wsgi calls bound_waits(); a
-management command, such as a long migration, is left alone): a hung database
-costs a visitor a few seconds and the 503 page, never a worker killed by
-gunicorn's timeout. docs/operations.md gives the figures.
+Django's PostgreSQL backend with every wait for the database bounded once
+bound_waits() is called, as signup_site.wsgi does (a management command, such
+as a long migration, is left alone): a hung database costs a visitor a few
+seconds and the 503 page, never a worker killed by gunicorn's timeout.
 """
 
 import time
@@ -20,8 +19,7 @@ STATEMENT_TIMEOUT_MS = 3000
 # The site's own clock, which a frozen server cannot stop; longer than the
 # statement timeout, so that a live server answers first.
 ANSWER_TIMEOUT = 4.0
-# A reused connection's check (SELECT 1) answers at once from a live server;
-# failing it only costs a new connection.
+# A reused connection's SELECT 1; failing it only costs a new connection.
 HEALTH_CHECK_TIMEOUT = 1.0
 # After giving up, every access fails at once for this long, so visitors get
 # the 503 page instead of queueing behind waiting workers.
@@ -93,8 +91,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
     def get_new_connection(self, conn_params):
         connection = super().get_new_connection(conn_params)
         if _bounded:
-            # Django builds a plain psycopg connection; this one differs only
-            # in wait(), which every exchange with the server goes through.
+            # Differs only in wait(), which every exchange goes through.
             connection.__class__ = BoundedConnection
         return connection
 

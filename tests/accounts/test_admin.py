@@ -43,6 +43,22 @@ def test_login_page_renders_for_anonymous_visitors(client):
     assert 'name="username"' in response.content.decode()
 
 
+@pytest.mark.parametrize(
+    ("visitor", "path"),
+    [
+        ("client", "/admin/login/"),
+        ("admin_client", "/admin/"),
+        ("admin_client", CHANGELIST),
+    ],
+)
+def test_admin_pages_carry_the_site_icon(request, visitor, path):
+    # Without one, browsers ask for /favicon.ico on every page and log a 404.
+    response = request.getfixturevalue(visitor).get(path)
+
+    assert response.status_code == 200
+    assert '<link rel="icon" href="/static/site/favicon' in response.content.decode()
+
+
 def test_list_shows_newest_first_with_name_email_and_time(admin_client):
     make_signup("Old", "old@example.com", days_ago=10)
     make_signup("New", "new@example.com")

@@ -83,18 +83,12 @@ class Command(BaseCommand):
         started = time.monotonic()
         self.wait_for_database(options["timeout"])
         with self.migration_lock():
-            applied = self.migrate(options)
+            schema = self.migrate(options)
             admin = self.create_superuser()
         if self.verbose:
-            summary = "schema already up to date"
-            if applied:
-                summary = f"{applied} migration{'s' if applied != 1 else ''} applied"
             seconds = time.monotonic() - started
-            self.stdout.write(
-                self.style.SUCCESS(
-                    f"Database ready ({summary}; {admin}) in {seconds:.1f} s."
-                )
-            )
+            done = f"Database ready ({schema}; {admin}) in {seconds:.1f} s."
+            self.stdout.write(self.style.SUCCESS(done))
 
     def wait_for_database(self, timeout):
         params = connection.get_connection_params()
@@ -151,17 +145,18 @@ class Command(BaseCommand):
                 cursor.execute("SELECT pg_advisory_unlock(%s)", [MIGRATION_LOCK_KEY])
 
     def migrate(self, options):
-        """Apply pending migrations; return how many were applied."""
+        """Apply pending migrations; say how many."""
         executor = MigrationExecutor(connection)
         plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
-        if plan:
-            call_command(
-                "migrate",
-                interactive=options["interactive"],
-                verbosity=options["verbosity"],
-                stdout=options.get("stdout") or sys.stdout,
-            )
-        return len(plan)
+        if not plan:
+            return "schema already up to date"
+        call_command(
+            "migrate",
+            interactive=options["interactive"],
+            verbosity=options["verbosity"],
+            stdout=options.get("stdout") or sys.stdout,
+        )
+        return f"{len(plan)} migration{'s' if len(plan) != 1 else ''} applied"
 
     def create_superuser(self):
         """Create the configured admin account if absent; say what happened."""

@@ -1,7 +1,5 @@
-"""
-CSV export of sign-ups, oldest first, streamed so that a million rows cost a
-few kilobytes of memory: shared by the admin action and `export_signups`.
-"""
+"""CSV export of sign-ups, oldest first, streamed in little memory: shared by
+the admin action and `export_signups`."""
 
 import csv
 from itertools import islice
@@ -12,8 +10,7 @@ HEADER = ("name", "email", "signed_up_at")
 # A spreadsheet treats a cell starting with one of these as a formula
 # (OWASP "CSV injection"); a leading apostrophe makes it plain text.
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-# Rows per piece of output: a piece per row would cost a system call (and a
-# chunk header) per sign-up.
+# Rows per piece of output: a piece per row costs a system call per sign-up.
 LINES_PER_CHUNK = 1000
 
 

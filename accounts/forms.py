@@ -8,10 +8,9 @@ from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Signup
 
-# What can hide or reorder a name where it is shown later (the admin, an
-# export): control characters and surrogates, the bidirectional embeddings,
-# overrides and isolates, and U+FFFD, which stands for bytes that were not
-# UTF-8. Not "Cn" (unassigned): an emoji may be newer than Python's tables.
+# What can hide or reorder a name where it is shown later: control characters,
+# surrogates, bidirectional embeddings, overrides and isolates, and U+FFFD (for
+# bytes that were not UTF-8). Not "Cn": an emoji may be newer than Python.
 FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cs"})
 FORBIDDEN_CHARACTERS = frozenset(
     "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\ufffd"

@@ -9,12 +9,9 @@ class SignupQuerySet(models.QuerySet):
     def register(self, *, name, email):
         """Store a sign-up unless one with this email (in any case) exists; the
         outcome is the same either way, so no caller can tell who signed up.
-
-        bulk_create with ignore_conflicts is INSERT ... ON CONFLICT DO NOTHING,
-        which settles a race inside PostgreSQL, in a transaction of its own
-        whose COMMIT is sent only once the INSERT has returned: a server that
-        froze mid-INSERT and wakes after the site gave up rolls it back.
-        """
+        ON CONFLICT DO NOTHING settles a race inside PostgreSQL, and the COMMIT
+        follows the INSERT's answer: a server that froze mid-INSERT and wakes
+        after the site gave up rolls it back."""
         self.bulk_create([self.model(name=name, email=email)], ignore_conflicts=True)
 
 
@@ -41,8 +38,7 @@ class Signup(models.Model):
             ),
         ]
         # The admin's search has trigram indexes over UPPER(name) and
-        # UPPER(email), made by migration 0002 in SQL (they need
-        # django.contrib.postgres's OpClass, which needs that app installed).
+        # UPPER(email), made by migration 0002 in SQL.
 
     def __str__(self):
         return f"{self.name} <{self.email}>"

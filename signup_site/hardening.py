@@ -1,8 +1,7 @@
 """
-What the site adds to Django's own defences against a hostile or broken
-client (docs/security.md says what each promises): a form body that is not
-UTF-8 is refused, a refused request is logged in one line, and error reports
-mask the database URL.
+What the site adds to Django's defences against a hostile or broken client
+(docs/security.md): a form body that is not UTF-8 is refused, a refused
+request is logged in one line, and error reports mask the database URL.
 """
 
 import logging
@@ -48,11 +47,10 @@ def describe_client(request):
 
 
 class RefusedRequestFilter(logging.Filter):
-    """For the console handler: a request refused for what the client sent
-    (django.security.*, or a 4xx with an exception on django.request) becomes
-    one line without a traceback, so a flood of them cannot fill the disk;
-    django.request's other 4xx records are dropped (they are in the access
-    logs); anything else, 5xx included, passes as it is."""
+    """A request refused for what the client sent (django.security.*, or a
+    4xx with an exception) becomes one line without a traceback, so a flood
+    cannot fill the disk; other 4xx records are dropped (the access log has
+    them); anything else, 5xx included, passes as it is."""
 
     def filter(self, record):
         if getattr(record, "refused_request", False):
@@ -73,8 +71,7 @@ class RefusedRequestFilter(logging.Filter):
 
 
 class SecretMaskingFilter(SafeExceptionReporterFilter):
-    """Django's masking, plus a database URL, whose password is in its value
-    (under runserver request.META holds the whole environment)."""
+    """Django's masking, plus a database URL, whose value holds a password."""
 
     hidden_settings = re.compile(
         SafeExceptionReporterFilter.hidden_settings.pattern + "|DATABASE_URL|DSN",

@@ -46,9 +46,9 @@ def readiness():
 
 
 class HealthCheckMiddleware(MiddlewareMixin):
-    """First of all middleware, so a healthcheck gets an answer for any Host,
-    without sessions, CSRF or an HTTPS redirect; but a probe that came through
-    nginx (which always sets X-Forwarded-For) is held to ALLOWED_HOSTS."""
+    """First of all, so a probe is answered for any Host, without sessions or
+    an HTTPS redirect; one through nginx (which sets X-Forwarded-For) is held
+    to ALLOWED_HOSTS."""
 
     def process_request(self, request):
         probe = request.path in (LIVENESS_PATH, READINESS_PATH)

@@ -156,21 +156,13 @@ class SignupAdmin(admin.ModelAdmin):
     actions = ("export_csv",)
     # "(N total)" by the search box would count the whole table every time.
     show_full_result_count = False
-    paginator = FirstPagePaginator
 
     def get_changelist(self, request, **kwargs):
         return SignupChangeList
 
-    def get_paginator(
-        self, request, queryset, per_page, orphans=0, allow_empty_first_page=True
-    ):
-        return self.paginator(
-            queryset,
-            per_page,
-            orphans,
-            allow_empty_first_page,
-            may_estimate=request.GET.get(PAGE_VAR, "1") == "1",
-        )
+    def get_paginator(self, request, *args, **kwargs):
+        first_page = request.GET.get(PAGE_VAR, "1") == "1"
+        return FirstPagePaginator(*args, may_estimate=first_page, **kwargs)
 
     def action_checkbox(self, obj):
         """Django's checkbox HTML without three widget templates per row."""
@@ -184,12 +176,7 @@ class SignupAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         queryset = super().get_queryset(request)
-        return ChangeListQuerySet(
-            model=queryset.model,
-            query=queryset.query,
-            using=queryset._db,
-            hints=queryset._hints,
-        )
+        return ChangeListQuerySet(self.model, query=queryset.query, using=queryset.db)
 
     def changelist_view(self, request, extra_context=None):
         # A callable: the chart is drawn only with the page, not for an action.

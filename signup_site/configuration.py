@@ -25,9 +25,10 @@ PUBLIC_URL_PATTERN = re.compile(
 )
 POSTGRESQL = "django.db.backends.postgresql"
 DEFAULT_ADMIN_URL = "admin/"
-# Segments of letters, digits and - . _ ~, each ending in a slash: what both
-# Django's URL patterns and nginx's rate-limit key take literally.
-ADMIN_URL_PATTERN = re.compile(r"(?:[A-Za-z0-9._~-]+/)+")
+# Segments of letters, digits and - . _ ~, each ending in a slash, none of them
+# . or .., and not under static/ (nginx's): what both Django's URL patterns and
+# nginx's rate-limit key take literally.
+ADMIN_URL_PATTERN = re.compile(r"(?!static/)(?:(?!\.\.?/)[A-Za-z0-9._~-]+/)+")
 GENERATE_KEY_HINT = (
     "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(50))'"
 )
@@ -203,12 +204,7 @@ def _database(env):
 
 def _admin_url(env):
     value = env.string("DJANGO_ADMIN_URL", DEFAULT_ADMIN_URL)
-    segments = value.split("/")[:-1]
-    if (
-        ADMIN_URL_PATTERN.fullmatch(value)
-        and not {".", ".."} & set(segments)
-        and segments[0] != "static"
-    ):
+    if ADMIN_URL_PATTERN.fullmatch(value):
         return value
     env.problems.append(
         f"DJANGO_ADMIN_URL={value!r} is not an admin path: use segments of "

@@ -413,6 +413,7 @@ def test_no_default_secret_key_exists_anywhere():
         ("office/", "office/"),
         (" staff-7f3a/desk/ ", "staff-7f3a/desk/"),
         ("a.b_c~d/", "a.b_c~d/"),
+        ("...x/.static/static/", "...x/.static/static/"),
     ],
 )
 def test_admin_url(value, expected):
@@ -429,6 +430,7 @@ def test_admin_url(value, expected):
         "office//admin/",
         "../admin/",
         "office/./",
+        "office/../",
         "static/admin/",  # nginx serves /static/ itself
         "ad min/",
         "admin/<int:x>/",

@@ -225,7 +225,7 @@ def main(argv=None):
 
     with Stack([]) as stack:
         if options.rows:
-            with stack.database.connect() as conn:
+            with stack.database.connect(autocommit=True) as conn:
                 load(conn, options.rows)
         for settings, root in variants or [("bench.site_settings", PROJECT_ROOT)]:
             label = settings if root == PROJECT_ROOT else str(root)

@@ -1,14 +1,8 @@
 """
-The ceiling: the smallest honest WSGI app that does the sign-up site's job,
-what the site is measured against. It serves the same page (a fixed HTML form
-with a token field and a token cookie), checks the token and the Origin of a
-sign-up, stores it with one ``INSERT ... ON CONFLICT DO NOTHING`` over one
-persistent connection per worker, and redirects to the thank-you page, with
-the site's security headers. No framework, no validation beyond what keeps
-the table honest, no logging of its own. It runs under the same gunicorn
-config, behind the same nginx, against the same table:
-
-    gunicorn -c docker/web/gunicorn.conf.py bench.ceiling:application
+The ceiling the site is measured against: the smallest honest WSGI app doing
+its job (the same form, token and Origin checked, one INSERT ... ON CONFLICT
+over a connection per worker, the redirect, the security headers), under the
+same gunicorn config, nginx and table. No framework, no logging of its own.
 """
 
 import hmac
@@ -25,8 +19,7 @@ INSERT = (
     "INSERT INTO accounts_signup (name, email) VALUES (%s, %s) ON CONFLICT DO NOTHING"
 )
 
-# The site's form page, as Django renders it for a first visit, with the
-# token left open.
+# The site's form page as Django renders it for a first visit.
 PAGE = """<!doctype html>
 <html lang="en">
 <head>
@@ -76,8 +69,6 @@ FIXED = {
     "/healthz": HEALTHY,
     "/readyz": HEALTHY,
 }
-# The keyword psycopg.connect takes for each POSTGRES_* variable.
-CONNECT = {"host": "HOST", "port": "PORT", "user": "USER", "password": "PASSWORD"}
 
 _connection = None
 
@@ -86,7 +77,8 @@ def connection():
     """This worker's connection, opened on first use and again after a failure."""
     global _connection
     if _connection is None or _connection.closed:
-        params = {key: os.environ[f"POSTGRES_{name}"] for key, name in CONNECT.items()}
+        keys = ("host", "port", "user", "password")
+        params = {key: os.environ[f"POSTGRES_{key.upper()}"] for key in keys}
         params["dbname"] = os.environ["POSTGRES_DB"]
         _connection = psycopg.connect(**params, connect_timeout=5, autocommit=True)
     return _connection

@@ -1,9 +1,5 @@
-"""
-The production settings (signup_site.settings) with STATIC_ROOT taken from
-SIGNUP_BENCH_STATIC_ROOT, so the benchmark's collectstatic, and the manifest
-gunicorn reads hashed names from, live in its temporary directory instead of
-the working tree. Nothing else differs.
-"""
+"""The production settings with STATIC_ROOT in the benchmark's temporary
+directory, so its collectstatic leaves the working tree alone."""
 
 import os
 

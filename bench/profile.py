@@ -1,20 +1,9 @@
 """
-The site's own cost per request, in-process: no nginx, no gunicorn, no load
-generator. A throwaway cluster is started, migrated and, with --rows, loaded
-(bench/loader.py); then for each variant (a settings module, or another copy
-of the project with --root) and page, a child process calls the WSGI
-application. It reports the instructions one request executes, counted by
-valgrind's callgrind: the same for the same code whatever else the machine
-does (within 0.01 %, where times drift by 20-30 %), so a change of a few per
-cent shows. That is the difference between a run of N and one of 3N
-requests, over 2N, so start-up and warm-up cancel out. With --profile it
-shows where the time goes instead (cProfile); with --queries, every SQL
-statement with its time, and with --explain its plan.
-
-    python -m bench.profile --root /tmp/before --root .     # two code trees
-    python -m bench.profile --settings my_variant_settings  # a settings module
-    python -m bench.profile --profile --page get
-    python -m bench.profile --queries --explain --rows 1000000
+The site's own cost per request, in-process: no nginx, gunicorn or wrk. For
+each variant (--settings, or another tree with --root) and page, on a throwaway
+cluster: the instructions a request executes, counted by callgrind, which
+repeat where times drift; or with --profile cProfile's view, with --queries
+each SQL statement (--explain: its plan). Usage: docs/testing.md#benchmark.
 """
 
 import argparse
@@ -27,6 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
+from contextlib import nullcontext
 from pathlib import Path
 from urllib.parse import quote
 from wsgiref.util import setup_testing_defaults
@@ -49,9 +39,8 @@ CALLGRIND_TOTAL = re.compile(r"^==\d+== Collected : (\d+)$", re.MULTILINE)
 
 
 def page_requests(page):
-    """(the status PAGE answers, a function from a number to the WSGI environ
-    of one request): GET / as a first visit, sign-ups with one CSRF cookie and
-    token and a new address each, the admin's pages as a logged-in owner."""
+    """(PAGE's status, number -> WSGI environ): a first visit, sign-ups with one
+    CSRF pair and a new address each, or the admin's pages as the owner."""
     from django.contrib.auth import get_user_model
     from django.test import Client
 
@@ -128,13 +117,10 @@ def child(options):
         call(-number - 1)  # warm-up
     if options.queries:
         return show_queries(call, options.explain)
-    profiler = cProfile.Profile() if options.profile else None
+    with cProfile.Profile() if options.profile else nullcontext() as profiler:
+        for number in range(options.requests):
+            call(number)
     if profiler:
-        profiler.enable()
-    for number in range(options.requests):
-        call(number)
-    if profiler:
-        profiler.disable()
         stats = pstats.Stats(profiler)
         stats.sort_stats("tottime").print_stats(options.top)
         stats.sort_stats("cumulative").print_stats(options.top)
@@ -172,8 +158,8 @@ def show_queries(call, explain):
 
 
 def instructions(command, requests, env):
-    """Instructions one request costs, counted by callgrind (see above)."""
-    # Warm-up is min(200, N) requests: equal for the runs of N and 3N from N=200.
+    """Instructions per request: runs of N and 3N differenced over 2N, so
+    start-up and the warm-up (min(200, N), equal for both from N=200) cancel."""
     requests = max(requests, 200)
     totals = []
     for count in (requests, 3 * requests):
@@ -218,8 +204,7 @@ def main(argv=None):
     pages = options.page or (list(PAGES) if options.queries else ["get", "post"])
     variants = [(settings, PROJECT_ROOT) for settings in options.settings or []]
     variants += [("bench.site_settings", Path(r).resolve()) for r in options.root or []]
-    flags = [f"--{flag}" for flag in ("profile", "queries", "explain")]
-    flags = [flag for flag in flags if getattr(options, flag[2:])]
+    flags = [f"--{f}" for f in ("profile", "queries", "explain") if getattr(options, f)]
     from bench.loader import load
     from bench.stack import Stack
 

@@ -1,9 +1,5 @@
-"""
-What a benchmark runs, on the loopback package's stack: a throwaway
-PostgreSQL cluster, and for each target (the site, the ceiling app, or a
-variant of either) gunicorn with ``docker/web/gunicorn.conf.py`` behind nginx
-with the project's template, in the official image's worker settings.
-"""
+"""What a benchmark runs on loopback: a throwaway PostgreSQL cluster and, per
+target, gunicorn with the project's config behind nginx with its template."""
 
 import contextlib
 import secrets
@@ -31,11 +27,8 @@ APPS = {"site": SITE_APP, "ceiling": "bench.ceiling:application"}
 
 @dataclass
 class TargetSpec:
-    """What one target runs. KIND is ``site`` or ``ceiling``; ENV is added to
-    its processes' environment (WEB_CONCURRENCY, DJANGO_SETTINGS_MODULE...);
-    TEMPLATE replaces the nginx template; ROOT is another copy of the project
-    for gunicorn to run (a "before" tree); CONFIG another gunicorn config.
-    DESCRIPTION is the kind with what was given for it."""
+    """A target as ``--target`` gives it: ENV extends its environment; TEMPLATE,
+    ROOT and CONFIG replace the nginx template, project tree and gunicorn config."""
 
     name: str
     kind: str
@@ -49,8 +42,7 @@ class TargetSpec:
 
     @classmethod
     def parse(cls, text):
-        """``NAME=KIND[,VAR=VALUE...][,template=PATH][,root=PATH][,config=PATH]``,
-        or just ``KIND``."""
+        """``[NAME=]KIND[,VAR=VALUE...][,template=...][,root=...][,config=...]``."""
         head, *options = text.split(",")
         name, _, kind = head.partition("=")
         kind = kind or name
@@ -69,8 +61,8 @@ class TargetSpec:
 
 
 class Target:
-    """One target: gunicorn serving its app behind its own nginx. URL and
-    HOST are what a browser at http://localhost:<port> connects to and sends."""
+    """gunicorn serving a target's app behind its own nginx, reached at URL as a
+    browser at http://HOST."""
 
     def __init__(self, spec, stack):
         self.spec = spec
@@ -80,11 +72,8 @@ class Target:
         workdir.chmod(0o755)
         port = free_port()
         self.host, self.url = f"localhost:{port}", f"http://127.0.0.1:{port}"
-        self.env = {
-            **stack.base_env,
-            "DJANGO_PUBLIC_URL": f"http://{self.host}",
-            **spec.env,
-        }
+        self.env = stack.base_env | {"DJANGO_PUBLIC_URL": f"http://{self.host}"}
+        self.env |= spec.env
         self.gunicorn = Gunicorn(
             workdir, self.env, app=APPS[spec.kind], root=spec.root, config=spec.config
         )

@@ -1,15 +1,11 @@
-"""
-Load with wrk and what it did: wrk's own summary (bench/wrk/report.lua), the
-statuses in the access logs, the CPU time of each process per request and,
-for sign-ups, the rows they added.
-"""
+"""Load with wrk and what it did: wrk's summary (wrk/report.lua), the statuses
+logged, each process's CPU time per request and, for sign-ups, rows added."""
 
 import json
 import re
 import resource
 import subprocess
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 
@@ -81,27 +77,21 @@ def settle(path, *, quiet=0.3, timeout=15):
 
 
 def measure(target, script, args=(), *, path="/", method="GET", ok=200, **wrk):
-    """wrk's figures for a run against TARGET through nginx (with DIRECT,
-    against gunicorn itself, as an orchestrator's probes reach it), as a
-    browser at its host, with the statuses of METHOD PATH the access log
-    recorded: any but OK is an error, except 499, a request wrk cut off when
-    its time was up."""
+    """wrk as a browser at TARGET's host, through nginx (or DIRECT to gunicorn);
+    a logged METHOD PATH status other than OK or 499 (cut off by wrk) is an error."""
     url, log = target.url, LogSlice(target.access_log)
     if wrk.pop("direct", False):
         url = f"http://127.0.0.1:{target.gunicorn.port}"
         log = LogSlice(target.gunicorn.access_log.path)
-    headers = wrk.pop("headers", ())
-    wrk["headers"] = [f"Host: {target.host}", *BROWSER_HEADERS, *headers]
-    summary = run_wrk(url, script, args, **wrk)
+    headers = [f"Host: {target.host}", *BROWSER_HEADERS, *wrk.pop("headers", ())]
+    summary = run_wrk(url, script, args, headers=headers, **wrk)
     settle(log.path, quiet=0.1)
     statuses = log.statuses(method, path)
     failed = ("connect_errors", "read_errors", "write_errors", "timeouts")
     return {
         "requests": summary["requests"],
         "rps": summary["requests"] / (summary["duration_us"] / 1e6),
-        "p50_ms": summary["p50_us"] / 1000,
-        "p90_ms": summary["p90_us"] / 1000,
-        "p99_ms": summary["p99_us"] / 1000,
+        **{f"p{q}_ms": summary[f"p{q}_us"] / 1000 for q in (50, 90, 99)},
         "statuses": {str(status): count for status, count in sorted(statuses.items())},
         "errors": sum(summary[name] for name in failed)
         + sum(count for status, count in statuses.items() if status not in (ok, 499)),
@@ -127,7 +117,7 @@ def run_phase(target, scenario, database, round_number, **wrk):
     method, ok, script, args = "GET", 200, "get.lua", ()
     if scenario == "post":
         method, ok, script = "POST", 302, "signup.lua"
-        args = (*target.csrf_pair(), uuid.uuid4().hex[:12])
+        args = target.signup_args()
         wrk["headers"] = [f"Origin: http://{target.host}"]
     served = LogSlice(target.gunicorn.access_log.path)
     rows = database.rows()
@@ -140,8 +130,7 @@ def run_phase(target, scenario, database, round_number, **wrk):
     after = cpu_seconds(target, database)
     answered = served.statuses(method, "/")
     count = sum(answered.values())
-    # Each process's CPU per request the app served: far steadier than req/s
-    # on a shared machine, and it shows where the time goes.
+    # CPU per request served: far steadier than req/s on a shared machine.
     for part in CPU_PARTS:
         cpu = (after[part] - before[part]) * 1000
         phase[f"{part}_cpu_ms"] = cpu / count if count else None

@@ -1,9 +1,5 @@
-"""
-The owner's paths, timed on a table of many sign-ups loaded with COPY: the
-admin's list and searches, the readiness probe, ``bootstrap`` on a ready
-database, the CSV export (the admin action, and ``manage.py
-export_signups``), and a worker's memory after many public requests.
-"""
+"""The owner's paths on a table of many sign-ups: the admin's list and searches,
+/readyz, bootstrap, both CSV exports and a worker's memory after public use."""
 
 import os
 import statistics
@@ -11,7 +7,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from urllib.parse import quote
 
 from bench.load import BROWSER_HEADERS, LogSlice, measure, run_wrk, settle
@@ -21,8 +16,7 @@ from loopback.processes import PROJECT_ROOT, manage, proc_status
 
 ADMIN_USER = "owner"
 CHANGELIST = "/admin/accounts/signup/"
-# In every generated last name "Kowalski"/"Kowalska": part of a name, as an
-# owner half-remembering one would type it.
+# Part of the loader's Kowalski/Kowalska, as a half-remembering owner would type.
 NAME_FRAGMENT = "owalsk"
 
 
@@ -139,21 +133,20 @@ def command_export(env, output):
     """``manage.py export_signups --output OUTPUT``: wall seconds and the
     process's peak RSS (from wait4: this process alone)."""
     started = time.monotonic()
-    process = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "manage.py", "export_signups", "--no-progress", "-o", output],
         env=env,
         cwd=PROJECT_ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
-    )
-    deadline = threading.Timer(300, process.kill)
-    deadline.start()
-    try:
-        _pid, status, usage = os.wait4(process.pid, 0)
-    finally:
-        deadline.cancel()
-    process.returncode = os.waitstatus_to_exitcode(status)
-    with process.stderr:
+    ) as process:
+        deadline = threading.Timer(300, process.kill)
+        deadline.start()
+        try:
+            _pid, status, usage = os.wait4(process.pid, 0)
+        finally:
+            deadline.cancel()
+        process.returncode = os.waitstatus_to_exitcode(status)
         if process.returncode != 0:
             stderr = process.stderr.read().decode(errors="replace")
             raise RuntimeError(f"export_signups failed or took over 300 s:\n{stderr}")
@@ -170,9 +163,9 @@ def worker_memory(target, wanted):
     (worker,) = target.gunicorn.workers()
     fresh = proc_status(worker, "VmRSS")
     served = LogSlice(target.gunicorn.access_log.path)
-    args = (*target.csrf_pair(), uuid.uuid4().hex[:12], "mixed")
-    headers = [f"Host: {target.host}", *BROWSER_HEADERS]
-    headers.append(f"Origin: http://{target.host}")
+    args = (*target.signup_args(), "mixed")
+    origin = f"Origin: http://{target.host}"
+    headers = [f"Host: {target.host}", *BROWSER_HEADERS, origin]
     count, deadline = 0, time.monotonic() + max(20, wanted / 100)
     while count < wanted and time.monotonic() < deadline:
         seconds = max(1, min(5, int(deadline - time.monotonic())))

@@ -6,6 +6,7 @@ import secrets
 import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from uuid import uuid4
 
 import requests
 
@@ -108,11 +109,12 @@ class Target:
             timeout=30,
         )
 
-    def csrf_pair(self):
-        """(cookie, form token) of one GET of the form, as a browser keeps them."""
-        response = self.get("/")
-        response.raise_for_status()
-        return response.cookies["csrftoken"], form_token(response.text)
+    def signup_args(self):
+        """signup.lua's COOKIE TOKEN TAG: one GET's CSRF pair, as a browser keeps
+        it, and a new tag, so that no address repeats across runs."""
+        page = self.get("/")
+        page.raise_for_status()
+        return page.cookies["csrftoken"], form_token(page.text), uuid4().hex[:12]
 
 
 class Stack(ProcessGroup):

@@ -1,9 +1,5 @@
-"""
-What a run found: medians over rounds, the ratios to the ceiling paired by
-round, the targets of the issue met or not, and the Markdown page of it all
-(docs/performance.md). ``python -m bench.report RUN.json PAGE.md`` writes the
-page again from a run's --json, after a change to its layout.
-"""
+"""A run's medians, ratios to the ceiling and targets met, as docs/performance.md.
+``python -m bench.report RUN.json PAGE.md`` rewrites a page from a run's --json."""
 
 import json
 import os
@@ -27,8 +23,7 @@ SUMS = ("requests", "errors", "cut_off", "rows_added", "app_successes")
 RATIOS = {"rps": "req/s", "p99_ms": "p99", "app_cpu_ms": "CPU"}
 ROWS_CHECK = "Rows added = sign-ups answered with the redirect"
 OWNER_PATHS = ("admin_list", "admin_search_email", "admin_search_name", "readyz")
-# The issue's targets for the owner's paths: the item and figure of the
-# results, the limit and its unit, what it is.
+# The issue's targets for the owner's paths: result, figure, limit, unit, title.
 OWNER_LIMITS = [
     line.split(maxsplit=4)
     for line in """
@@ -98,9 +93,8 @@ def median(values):
 
 
 def summarize(phases, names, ceiling):
-    """Per scenario and target: medians over rounds, sums, and, under "vs",
-    the medians of the ratios to the ceiling's and the first target's phase
-    of the same round."""
+    """Per scenario and target: medians over rounds, sums, and under "vs" the
+    median ratios to the same round's phase of the ceiling and the first target."""
     by_round = {(p["round"], p["scenario"], p["target"]): p for p in phases}
     summary = {}
     for scenario in SCENARIOS:

@@ -124,8 +124,7 @@ def run_phase(target, scenario, database, round_number, **wrk):
     before = cpu_seconds(target, database)
     phase = {"round": round_number, "scenario": scenario, "target": target.name}
     phase |= measure(target, script, args, method=method, ok=ok, **wrk)
-    # Requests wrk cut off when its time was up may still be running in a
-    # worker: wait until gunicorn has logged the last one.
+    # Requests wrk cut off may still be running: wait until gunicorn logs the last.
     settle(target.gunicorn.access_log.path)
     after = cpu_seconds(target, database)
     answered = served.statuses(method, "/")

@@ -42,8 +42,7 @@ DOMAINS = """
 """
 # Letters NFKD does not take apart, and the apostrophe.
 ASCII_FOLD = str.maketrans("łŁøØđ\u0131", "lLoOdi", "'") | {ord("ß"): "ss"}
-# How people make an email's local part from their name, the first most often;
-# the number makes it unique.
+# How people make an email's local part from their name, the first most often.
 LOCAL_PARTS = """
     {first}.{last}{n} {first}.{last}{n} {first}.{last}{n} {initial}{last}{n}
     {last}.{first}_{n} {first}{n} {first}-{last}.{n}
@@ -57,21 +56,15 @@ def ascii_fold(text):
     return "".join(char for char in text if char.isascii())
 
 
-def name_parts():
-    """(display, ASCII for the email) of every first and last name; a hyphen
-    in a last name stands for a space (van-Rossum is "van Rossum")."""
+def rows(count, seed=2026, now=None):
+    """COUNT (name, email, signed_up_at text) tuples, oldest first."""
+    rng = random.Random(seed)
+    # (display, ASCII for the email); in a last name a hyphen stands for a space.
     firsts = [(first, ascii_fold(first).lower()) for first in FIRST_NAMES.split()]
     lasts = [
         (last.replace("-", " "), ascii_fold(last).replace("-", "").lower())
         for last in LAST_NAMES.split()
     ]
-    return firsts, lasts
-
-
-def rows(count, seed=2026, now=None):
-    """COUNT (name, email, signed_up_at text) tuples, oldest first."""
-    rng = random.Random(seed)
-    firsts, lasts = name_parts()
     domains = [
         domain
         for domain, weight in (entry.split(":") for entry in DOMAINS.split())

@@ -1,10 +1,6 @@
-"""
-Fill accounts_signup with realistic sign-ups in one COPY: names from many
-languages, emails made from them, times rising over three years; the same seed,
-the same rows. The secondary indexes are dropped and built again afterwards,
-in the same transaction: far faster than a million updates, and the unique
-index still checks every row.
-"""
+"""Fill accounts_signup with realistic sign-ups in one COPY, the same for a seed.
+The secondary indexes are dropped and rebuilt in the same transaction: far faster
+than a million updates, and the unique one still checks every row."""
 
 import random
 import time

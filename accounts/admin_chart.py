@@ -54,6 +54,13 @@ def nice_ceiling(value):
         step *= 10
 
 
+def scale_label(value):
+    """VALUE, a nice_ceiling(), in the four characters there is room for."""
+    if value >= 1_000_000:
+        return f"{value // 1_000_000}M"
+    return f"{value // 1000}k" if value >= 10_000 else str(value)
+
+
 def signup_chart(queryset, *, days=DAYS, today=None):
     """Everything the template needs to draw the chart of QUERYSET; the last
     bar is today's."""
@@ -123,5 +130,6 @@ def signup_chart(queryset, *, days=DAYS, today=None):
         "total": total,
         "peak": peak,
         "scale": scale,
+        "scale_label": scale_label(scale),
         "summary": summary,
     }

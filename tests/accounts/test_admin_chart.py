@@ -7,7 +7,7 @@ from unittest import mock
 import pytest
 from django.utils import timezone
 
-from accounts.admin_chart import daily_counts, nice_ceiling, signup_chart
+from accounts.admin_chart import daily_counts, nice_ceiling, scale_label, signup_chart
 from accounts.models import Signup
 
 CHANGELIST = "/admin/accounts/signup/"
@@ -62,6 +62,15 @@ def test_days_follow_the_site_time_zone(settings):
     assert series == [(date(2025, 6, 29), 1), (date(2025, 6, 30), 0)]
 
 
+@pytest.mark.parametrize(
+    ("scale", "label"),
+    [(1, "1"), (5000, "5000"), (10_000, "10k"), (500_000, "500k"), (2_000_000, "2M")],
+)
+def test_the_scale_label_fits_left_of_the_axis(scale, label):
+    # Five digits at the chart's font size would run past the picture's edge.
+    assert scale_label(scale) == label
+
+
 @pytest.mark.django_db
 def test_bars_are_scaled_to_the_busiest_day_and_labelled():
     add(moment("2025-06-30T10:00:00"), 3)
@@ -72,6 +81,7 @@ def test_bars_are_scaled_to_the_busiest_day_and_labelled():
     assert chart["total"] == 9
     assert chart["peak"] == 6
     assert chart["scale"] == 10
+    assert chart["scale_label"] == "10"
     bars = {bar.day: bar for bar in chart["bars"]}
     assert bars[date(2025, 6, 20)].height == pytest.approx(
         (chart["baseline"] - chart["top"]) * 0.6, abs=0.01
@@ -133,6 +143,7 @@ def test_the_sign_up_list_shows_the_chart_as_svg_without_script_or_inline_style(
     assert ["--today" in bar for bar in classes] == [False] * 29 + [True]
     assert sum("--zero" in bar for bar in classes) == 28
     assert "3 sign-ups in the last 30 days" in chart
+    assert re.search(r'class="signup-chart__scale"[^>]*>2</text>', chart)
     assert "style=" not in chart
     assert "<script" not in chart
     assert "/static/accounts/admin-chart" in html

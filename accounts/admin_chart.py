@@ -79,7 +79,7 @@ def signup_chart(queryset, *, days=DAYS, today=None):
             "signups": signups % {"count": count},
             "day": date_format(day, "D j M Y"),
         }
-        x = round(LEFT + index * slot + (slot - slot * BAR_SHARE) / 2, 2)
+        x = round(LEFT + index * slot + slot * (1 - BAR_SHARE) / 2, 2)
         bars.append(
             SimpleNamespace(
                 day=day,

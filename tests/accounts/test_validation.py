@@ -84,6 +84,21 @@ INVALID = [
         {"name": CONTROL},
         id="rtl-override",
     ),
+    pytest.param(
+        {"name": "Ada\u2067Bell", "email": "a@example.com"},
+        {"name": CONTROL},
+        id="rtl-isolate",
+    ),
+    pytest.param(
+        {"name": "Ada\x85Bell", "email": "a@example.com"},
+        {"name": CONTROL},
+        id="c1-control-char",
+    ),
+    pytest.param(
+        {"name": "Ada\ufffdBell", "email": "a@example.com"},
+        {"name": CONTROL},
+        id="replacement-char",
+    ),
 ]
 
 

@@ -106,19 +106,28 @@ class Stack:
         return docker(*args, self.name, env=self.env, timeout=timeout)
 
     def remove(self, timeout=180):
-        """`docker stack rm`, then wait until its containers and networks are
-        gone (the command returns before they are)."""
-        docker("stack", "rm", self.name, check=False, timeout=timeout)
+        """`docker stack rm` until its containers and networks are gone. The
+        command returns before they are, and a network it tried to remove
+        while a task still held it stays behind unless asked again."""
         label = f"label=com.docker.stack.namespace={self.name}"
-        wait_for(
-            lambda: (
-                not docker("ps", "-aq", "--filter", label).stdout.strip()
-                and not docker("network", "ls", "-q", "--filter", label).stdout.strip()
-            ),
-            timeout=timeout,
-            interval=1,
-            message=f"stack {self.name} removed",
-        )
+        left = {}
+
+        def removed():
+            left["containers"] = docker(
+                "ps", "-a", "--filter", label, "--format", "{{.Names}} {{.Status}}"
+            ).stdout.splitlines()
+            left["networks"] = docker(
+                "network", "ls", "--filter", label, "--format", "{{.Name}}"
+            ).stdout.splitlines()
+            if not left["containers"] and not left["networks"]:
+                return True
+            docker("stack", "rm", self.name, check=False, timeout=60)
+            return False
+
+        try:
+            wait_for(removed, timeout=timeout, interval=2)
+        except TimeoutError:
+            raise TimeoutError(f"stack {self.name} not removed: left {left}") from None
 
     def remove_volume(self, short, timeout=60):
         """Remove the stack's volume SHORT (once no container holds it)."""

@@ -1,4 +1,4 @@
-from datetime import datetime, time, timedelta
+from datetime import timedelta
 
 from django.contrib import admin
 from django.contrib.admin import helpers
@@ -17,7 +17,7 @@ from django.utils.translation import gettext_lazy as _
 
 from accounts.admin_chart import signup_chart
 from accounts.export import csv_chunks
-from accounts.models import Signup, SignupQuerySet
+from accounts.models import Signup, SignupQuerySet, start_of_day
 
 
 def period_bounds(moment, kind):
@@ -32,9 +32,7 @@ def period_bounds(moment, kind):
         after = (first + timedelta(days=31)).replace(day=1)
     else:
         after = first + timedelta(days=1)
-    return [
-        timezone.make_aware(datetime.combine(day, time.min)) for day in (first, after)
-    ]
+    return [start_of_day(first), start_of_day(after)]
 
 
 class ChangeListQuerySet(SignupQuerySet):

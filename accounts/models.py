@@ -1,11 +1,30 @@
+from datetime import datetime, time, timedelta
+
 from django.db import models
 from django.db.models.functions import Lower, Now
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 EMAIL_UNIQUE_CONSTRAINT = "accounts_signup_email_ci_unique"
 
 
+def start_of_day(day):
+    """The moment DAY begins in the current time zone."""
+    return timezone.make_aware(datetime.combine(day, time.min))
+
+
 class SignupQuerySet(models.QuerySet):
+    def on_days(self, first=None, last=None):
+        """Sign-ups from day FIRST to day LAST, both included and either open;
+        a range on the indexed column itself, not a condition on its date."""
+        signups = self
+        if first:
+            signups = signups.filter(signed_up_at__gte=start_of_day(first))
+        if last:
+            after = start_of_day(last + timedelta(days=1))
+            signups = signups.filter(signed_up_at__lt=after)
+        return signups
+
     def register(self, *, name, email):
         """Store a sign-up unless one with this email (in any case) exists; the
         outcome is the same either way, so no caller can tell who signed up.

@@ -5,11 +5,10 @@ import sys
 import tempfile
 import time
 from argparse import ArgumentTypeError, BooleanOptionalAction
-from datetime import date, datetime, timedelta
+from datetime import date
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
-from django.utils import timezone
 from tqdm import tqdm
 
 from accounts.export import csv_batches
@@ -23,10 +22,6 @@ def iso_date(text):
         raise ArgumentTypeError(
             f"not a date in the form YYYY-MM-DD: {text!r}"
         ) from None
-
-
-def midnight(day):
-    return timezone.make_aware(datetime.combine(day, datetime.min.time()))
 
 
 class Command(BaseCommand):
@@ -58,14 +53,7 @@ class Command(BaseCommand):
     def handle(self, *args, since, until, output, progress, verbosity, **options):
         if since and until and since > until:
             raise CommandError(f"--since {since} is after --until {until}.")
-        signups = Signup.objects.all()
-        # Conditions on the indexed column itself, not on its date.
-        if since:
-            signups = signups.filter(signed_up_at__gte=midnight(since))
-        if until:
-            signups = signups.filter(
-                signed_up_at__lt=midnight(until + timedelta(days=1))
-            )
+        signups = Signup.objects.on_days(since, until)
         # CSV on a terminal: the bar and the summary would land in between
         # (and `docker compose exec` without -T merges the two streams).
         csv_on_terminal = output == "-" and self.stdout.isatty()

@@ -18,9 +18,10 @@ BOOLEANS = dict.fromkeys(("1", "true", "yes", "on"), True) | dict.fromkeys(
     ("0", "false", "no", "off"), False
 )
 DEFAULT_PUBLIC_URL = "http://localhost:8080"
-# scheme://host[:port][/], the host a name, an IPv4 or a bracketed IPv6 address.
+# scheme://host[:port][/], the host a name, an IPv4 or a bracketed IPv6 address
+# by the rule Django checks a request's Host against (host_validation_re).
 PUBLIC_URL_PATTERN = re.compile(
-    r"(?P<origin>https?://(?P<host>\[[0-9a-f:.]+\]|[a-z0-9][a-z0-9.-]*)"
+    r"(?P<origin>https?://(?P<host>\[[0-9a-f]*:[0-9a-f.:]+\]|[a-z0-9][a-z0-9.-]*)"
     r"(?::(?P<port>[1-9][0-9]{0,4}))?)/?"
 )
 POSTGRESQL = "django.db.backends.postgresql"

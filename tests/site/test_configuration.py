@@ -291,6 +291,8 @@ def test_public_url_sets_hosts_and_trusted_origins(url, origin, hosts):
         "http://x/path",
         "http://x:99999",
         "http://x:08080",
+        "http://[:]",
+        "http://my_host",
         "http://u:p@x",
     ],
 )

@@ -26,11 +26,8 @@ class SignupQuerySet(models.QuerySet):
         return signups
 
     def register(self, *, name, email):
-        """Store a sign-up unless one with this email (in any case) exists; the
-        outcome is the same either way, so no caller can tell who signed up.
-        ON CONFLICT DO NOTHING settles a race inside PostgreSQL, and the COMMIT
-        follows the INSERT's answer: a server that froze mid-INSERT and wakes
-        after the site gave up rolls it back."""
+        """Store a sign-up unless its email (in any case) is taken, silently, so
+        no caller can tell who signed up; ON CONFLICT settles a race in PostgreSQL."""
         self.bulk_create([self.model(name=name, email=email)], ignore_conflicts=True)
 
 

@@ -53,11 +53,8 @@ class ConfigurationError(ImproperlyConfigured):
 
 class EnvironmentReader:
     """Reads variables and collects problems instead of stopping at the first.
-
-    Empty counts as unset. A value means what it says: unlike django-environ's
-    readers, none expands "$NAME", which a password may well contain.
-    gunicorn.conf.py reads its own variables through it too, by the same rules.
-    """
+    Empty counts as unset; unlike django-environ's readers, none expands
+    "$NAME", which a password may well contain."""
 
     def __init__(self, environ_):
         # A copy, so later changes to os.environ do not reach the reader.

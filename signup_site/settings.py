@@ -15,7 +15,6 @@ SECRET_KEY = _config.secret_key
 DEBUG = _config.debug
 ALLOWED_HOSTS = _config.allowed_hosts
 CSRF_TRUSTED_ORIGINS = _config.csrf_trusted_origins
-SIGNUP_PUBLIC_URL = _config.public_url
 # The admin account `bootstrap` creates, or None; the debug page masks its
 # PASSWORD by name, as in DATABASES.
 BOOTSTRAP_SUPERUSER = _config.superuser

@@ -199,6 +199,13 @@ def test_every_skip_goes_through_the_ci_rule():
     assert offenders == []
 
 
+def test_ci_runs_the_tests_with_ci_set():
+    """Whatever the runner sets, .ci/run is CI: a missing component fails there."""
+    lines = (PROJECT_ROOT / ".ci" / "run").read_text().splitlines()
+    run_tests = lines.index("exec .venv/bin/pytest")
+    assert "export CI=true" in lines[:run_tests]
+
+
 def test_pre_commit_hooks_use_the_test_groups_versions():
     """A contributor's hooks and the test suite run the same linters."""
     pinned = dict(

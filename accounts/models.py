@@ -27,7 +27,9 @@ class SignupQuerySet(models.QuerySet):
 
     def register(self, *, name, email):
         """Store a sign-up unless its email (in any case) is taken, silently, so
-        no caller can tell who signed up; ON CONFLICT settles a race in PostgreSQL."""
+        no caller can tell who signed up. ON CONFLICT settles a race in
+        PostgreSQL; the COMMIT waits for the INSERT's answer, so a frozen server
+        that wakes after the site gave up rolls the sign-up back."""
         self.bulk_create([self.model(name=name, email=email)], ignore_conflicts=True)
 
 

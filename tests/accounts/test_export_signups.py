@@ -193,9 +193,14 @@ def run_with_terminal_stderr(args, env, size=None):
         fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", *size, 0, 0))
     # A file rather than a pipe, which nobody would read while the terminal is.
     with tempfile.TemporaryFile() as stdout:
-        manage = [sys.executable, str(PROJECT_ROOT / "manage.py"), *args]
-        streams = {"stdin": subprocess.DEVNULL, "stdout": stdout, "stderr": terminal}
-        process = subprocess.Popen(manage, env=env, cwd=PROJECT_ROOT, **streams)
+        process = subprocess.Popen(
+            [sys.executable, str(PROJECT_ROOT / "manage.py"), *args],
+            env=env,
+            cwd=PROJECT_ROOT,
+            stdout=stdout,
+            stderr=terminal,
+            stdin=subprocess.DEVNULL,
+        )
         os.close(terminal)
         screen = b""
         while True:

@@ -4,6 +4,7 @@ from django import forms
 from django.contrib.auth.base_user import BaseUserManager
 from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator
+from django.forms.renderers import DjangoTemplates
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Signup
@@ -32,7 +33,39 @@ class SignupEmailField(forms.EmailField):
     default_validators = [PublicDomainEmailValidator()]
 
 
+class SignupFormRenderer(DjangoTemplates):
+    # Each field in the site's wrapper around Django's own field template.
+    field_template_name = "accounts/field.html"
+
+
+class TrapInput(forms.TextInput):
+    """A text box only a script fills in: the trap field's template hides it
+    with the site's stylesheet and from assistive technology, and these
+    attributes keep it out of the tab order and from browsers' and password
+    managers' autofill (which filled other sites' traps)."""
+
+    def __init__(self):
+        super().__init__(
+            attrs={
+                "autocomplete": "off",
+                "tabindex": "-1",
+                "data-1p-ignore": True,
+                "data-lpignore": "true",
+                "data-bwignore": True,
+                "data-form-type": "other",
+            }
+        )
+
+
 class SignupForm(forms.Form):
+    """The sign-up form. Its fields that are also Signup's are stored
+    (signup_data); the trap field never is."""
+
+    default_renderer = SignupFormRenderer()
+
+    # Named like nothing a browser or password manager fills in.
+    TRAP_FIELD = "leave_empty"
+
     name = forms.CharField(
         label=_("Name"),
         max_length=Signup._meta.get_field("name").max_length,
@@ -49,10 +82,35 @@ class SignupForm(forms.Form):
         },
     )
 
+    leave_empty = forms.CharField(
+        label=_("Leave this field empty"),
+        required=False,
+        strip=False,
+        widget=TrapInput(),
+        template_name="accounts/trap_field.html",
+    )
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("label_suffix", "")
+        super().__init__(*args, **kwargs)
+
     @property
     def first_invalid_field(self):
         """The name of the first field with an error: it gets the focus."""
         return next((name for name in self.fields if name in self.errors), None)
+
+    def full_clean(self):
+        super().full_clean()
+        if first := self.first_invalid_field:
+            self.fields[first].widget.attrs["autofocus"] = True
+
+    @property
+    def signup_data(self):
+        """The cleaned data of the fields Signup stores: what register() takes."""
+        stored = {field.name for field in Signup._meta.concrete_fields}
+        return {
+            name: value for name, value in self.cleaned_data.items() if name in stored
+        }
 
     def clean_name(self):
         name = self.cleaned_data["name"]

@@ -25,12 +25,13 @@ class SignupQuerySet(models.QuerySet):
             signups = signups.filter(signed_up_at__lt=after)
         return signups
 
-    def register(self, *, name, email):
-        """Store a sign-up unless its email (in any case) is taken, silently, so
-        no caller can tell who signed up. ON CONFLICT settles a race in
-        PostgreSQL; the COMMIT waits for the INSERT's answer, so a frozen server
-        that wakes after the site gave up rolls the sign-up back."""
-        self.bulk_create([self.model(name=name, email=email)], ignore_conflicts=True)
+    def register(self, data):
+        """Store a sign-up (DATA: model field name -> value) unless its email
+        (in any case) is taken, silently, so no caller can tell who signed up.
+        ON CONFLICT settles a race in PostgreSQL; the COMMIT waits for the
+        INSERT's answer, so a frozen server that wakes after the site gave up
+        rolls the sign-up back."""
+        self.bulk_create([self.model(**data)], ignore_conflicts=True)
 
 
 class Signup(models.Model):
@@ -60,3 +61,31 @@ class Signup(models.Model):
 
     def __str__(self):
         return f"{self.name} <{self.email}>"
+
+
+class RefusalTally(models.Model):
+    """How many sign-ups were refused as automated on a day, for one reason."""
+
+    class Reason(models.TextChoices):
+        TRAP = "trap", _("trap field filled in")
+        NO_TOKEN = "no_token", _("no form token")
+        FORGED_TOKEN = "forged_token", _("forged form token")
+        TOO_FAST = "too_fast", _("sent too fast")
+        OLD_TOKEN = "old_token", _("form token too old")
+
+    day = models.DateField(_("day"))
+    reason = models.CharField(_("reason"), max_length=20, choices=Reason)
+    count = models.PositiveBigIntegerField(_("count"))
+
+    class Meta:
+        verbose_name = _("refused sign-ups")
+        verbose_name_plural = _("refused sign-ups")
+        ordering = ["-day", "reason"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["day", "reason"], name="accounts_refusaltally_day_reason"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.day} {self.reason}: {self.count}"

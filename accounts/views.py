@@ -5,6 +5,7 @@ from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.views.decorators.http import require_http_methods
 
+from accounts import bots
 from accounts.forms import SignupForm
 from accounts.models import Signup
 
@@ -16,22 +17,51 @@ def render_fields(form):
 @cache
 def blank_fields():
     """The empty form's fields, rendered once per process: they are the same
-    for every visitor (the CSRF token is outside them)."""
+    for every visitor (the CSRF token and the form token are outside them)."""
     return render_fields(SignupForm())
+
+
+def form_page(request, form=None, *, resend=False):
+    """The sign-up page with FORM (blank by default) and a new form token;
+    RESEND adds the sentence asking to send the form again."""
+    if form is not None:
+        fields = render_fields(form)
+    else:
+        # In development a template edit shows on reload.
+        fields = render_fields(SignupForm()) if settings.DEBUG else blank_fields()
+    context = {
+        "form": form,
+        "fields": fields,
+        "token_field": bots.TOKEN_FIELD,
+        "token": bots.issue_token(),
+        "resend": resend,
+    }
+    return render(request, "accounts/signup.html", context)
 
 
 @require_http_methods(["GET", "HEAD", "POST"])
 def signup(request):
-    """Show the sign-up form; store a valid sign-up and redirect to the thanks page."""
+    """Show the sign-up form; store a valid sign-up and redirect to the thanks
+    page, unless it looks automated (accounts.bots)."""
     if request.method != "POST":
-        # In development a template edit shows on reload.
-        fields = render_fields(SignupForm()) if settings.DEBUG else blank_fields()
-        return render(request, "accounts/signup.html", {"fields": fields})
+        return form_page(request)
     form = SignupForm(request.POST)
+    refusal = bots.refusal(request.POST, SignupForm.TRAP_FIELD)
+    if refusal in bots.HARD:
+        # What a person sending the same fields gets; nothing is stored.
+        bots.record(request, refusal)
+        return (
+            redirect("accounts:thanks") if form.is_valid() else form_page(request, form)
+        )
     if not form.is_valid():
-        context = {"form": form, "fields": render_fields(form)}
-        return render(request, "accounts/signup.html", context)
-    Signup.objects.register(**form.cleaned_data)
+        return form_page(request, form)
+    if refusal:
+        # Perhaps a person whose browser filled the form in: a second click,
+        # with the new token, stores it; a script that does not read the page
+        # stores nothing.
+        bots.record(request, refusal)
+        return form_page(request, form, resend=True)
+    Signup.objects.register(form.signup_data)
     # Post/Redirect/Get: a reload of the thanks page cannot resubmit, and the
     # address never appears in a URL.
     return redirect("accounts:thanks")

@@ -30,6 +30,9 @@ DEFAULT_ADMIN_URL = "admin/"
 # . or .., and not under static/ (nginx's): what both Django's URL patterns and
 # nginx's rate-limit key take literally.
 ADMIN_URL_PATTERN = re.compile(r"(?!static/)(?:(?!\.\.?/)[A-Za-z0-9._~-]+/)+")
+# The least time from drawing the sign-up form to sending it back that does
+# not look automated (docs/security.md has the measurements behind it).
+DEFAULT_MIN_FILL = 2.0
 GENERATE_KEY_HINT = (
     "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(50))'"
 )
@@ -91,6 +94,15 @@ class EnvironmentReader:
         if re.fullmatch("[0-9]+", value) and int(value) >= minimum:
             return int(value)
         return self._problem(name, default, f"a whole number of at least {minimum}")
+
+    def seconds(self, name, default):
+        """NAME as a number of seconds, whole or with a decimal fraction."""
+        value = self.string(name)
+        if value is None:
+            return default
+        if re.fullmatch(r"[0-9]+(\.[0-9]+)?", value):
+            return float(value)
+        return self._problem(name, default, "a number of seconds, such as 2 or 1.5")
 
     def choice(self, name, default, choices):
         value = self.string(name, default).lower()
@@ -259,6 +271,7 @@ def load(environ_=None):
         hsts_preload=env.boolean("DJANGO_HSTS_PRELOAD", True),
         conn_max_age=env.integer("DJANGO_CONN_MAX_AGE", 60),
         admin_url=_admin_url(env),
+        min_fill_seconds=env.seconds("SIGNUP_MIN_FILL_SECONDS", DEFAULT_MIN_FILL),
     )
     if env.problems:
         raise ConfigurationError(env.problems)

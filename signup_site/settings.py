@@ -50,6 +50,9 @@ MIDDLEWARE = [
 ROOT_URLCONF = "signup_site.urls"
 # The admin's path below the site's root (signup_site.urls).
 ADMIN_URL = _config.admin_url
+# A sign-up sent back sooner after its form was drawn is refused as automated
+# (accounts.bots); 0 turns this check off, not the form token's signature.
+SIGNUP_MIN_FILL_SECONDS = _config.min_fill_seconds
 WSGI_APPLICATION = "signup_site.wsgi.application"
 
 TEMPLATES = [

@@ -278,9 +278,11 @@ def test_url_special_password_works_end_to_end(throwaway_cluster, tmp_path):
             "shell",
             "--no-imports",
             "-c",
-            "from django.test import Client;"
+            "import time; from django.test import Client;"
+            "from accounts.bots import TOKEN_FIELD, issue_token;"
             "r = Client(HTTP_HOST='localhost').post('/', {'name': 'Pat', "
-            f"'email': 'pat{index}@example.com'}});"
+            f"'email': 'pat{index}@example.com', "
+            "TOKEN_FIELD: issue_token(now=time.time() - 60)});"
             "print(r.status_code, r['Location'])",
             env=env,
         )

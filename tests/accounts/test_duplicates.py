@@ -7,6 +7,7 @@ from django.db import IntegrityError, connection, transaction
 from django.test import Client
 
 from accounts.models import Signup
+from tests.support.forms import signed
 
 
 @pytest.mark.django_db
@@ -17,8 +18,8 @@ from accounts.models import Signup
 def test_sequential_duplicate_gets_the_same_response_and_keeps_the_row(
     client, second_email
 ):
-    first = client.post("/", {"name": "Ada", "email": "ada@example.com"})
-    second = client.post("/", {"name": "Someone Else", "email": second_email})
+    first = client.post("/", signed({"name": "Ada", "email": "ada@example.com"}))
+    second = client.post("/", signed({"name": "Someone Else", "email": second_email}))
 
     assert (second.status_code, second["Location"]) == (
         first.status_code,
@@ -52,7 +53,7 @@ def post_at_once(payloads):
                 cursor.execute("SELECT pg_backend_pid()")
                 backend_pids[index] = cursor.fetchone()[0]
             barrier.wait(timeout=10)
-            response = client.post("/", payload)
+            response = client.post("/", signed(payload))
             results[index] = (response.status_code, response.get("Location"))
         except Exception as exc:  # reported by the assertion below
             results[index] = exc

@@ -7,6 +7,7 @@ from django.urls import reverse
 from accounts import views
 from accounts.forms import SignupForm
 from accounts.models import Signup
+from tests.support.forms import signed
 
 pytestmark = pytest.mark.django_db
 
@@ -23,10 +24,10 @@ def test_form_page_has_heading_and_accessible_fields(client):
         "<h1>Hello, please sign up!</h1>",
         '<label for="id_name">Name</label>',
         '<label for="id_email">Email address</label>',
-        'type="text" name="name" id="id_name"',
-        'type="email" name="email" id="id_email"',
-        'autocomplete="name"',
-        'autocomplete="email"',
+        '<input type="text" name="name" autocomplete="name" maxlength="256"'
+        ' required id="id_name">',
+        '<input type="email" name="email" autocomplete="email" maxlength="254"'
+        ' required id="id_email">',
         'name="csrfmiddlewaretoken"',
     ):
         assert fragment in html
@@ -43,7 +44,7 @@ def test_pages_use_only_the_sites_own_stylesheet(client):
 
 def test_valid_signup_is_stored_and_redirects_to_thanks(client):
     response = client.post(
-        SIGNUP_URL, {"name": "Ada Lovelace", "email": "ada@example.com"}
+        SIGNUP_URL, signed({"name": "Ada Lovelace", "email": "ada@example.com"})
     )
 
     assert response.status_code == 302
@@ -55,7 +56,7 @@ def test_valid_signup_is_stored_and_redirects_to_thanks(client):
 
 def test_full_flow_ends_on_thank_you_page(client):
     response = client.post(
-        SIGNUP_URL, {"name": "Grace", "email": "grace@example.com"}, follow=True
+        SIGNUP_URL, signed({"name": "Grace", "email": "grace@example.com"}), follow=True
     )
 
     assert response.redirect_chain == [(THANKS_URL, 302)]
@@ -64,15 +65,17 @@ def test_full_flow_ends_on_thank_you_page(client):
 
 
 def test_thanks_page_url_does_not_carry_the_address(client):
-    response = client.post(SIGNUP_URL, {"name": "Grace", "email": "grace@example.com"})
+    response = client.post(
+        SIGNUP_URL, signed({"name": "Grace", "email": "grace@example.com"})
+    )
 
     assert "grace" not in response["Location"]
     assert reverse("accounts:thanks") == response["Location"]
 
 
 def test_timestamp_is_set_by_the_database(client):
-    client.post(SIGNUP_URL, {"name": "A", "email": "a@example.com"})
-    client.post(SIGNUP_URL, {"name": "B", "email": "b@example.com"})
+    client.post(SIGNUP_URL, signed({"name": "A", "email": "a@example.com"}))
+    client.post(SIGNUP_URL, signed({"name": "B", "email": "b@example.com"}))
 
     first, second = Signup.objects.order_by("id")
     assert first.signed_up_at <= second.signed_up_at
@@ -95,7 +98,7 @@ def test_unknown_page_gets_the_sites_404(client):
 
 def test_post_without_csrf_token_is_refused_with_a_clear_page(settings):
     response = Client(enforce_csrf_checks=True).post(
-        SIGNUP_URL, {"name": "Eve", "email": "eve@example.com"}
+        SIGNUP_URL, signed({"name": "Eve", "email": "eve@example.com"})
     )
 
     assert response.status_code == 403
@@ -109,7 +112,7 @@ def form_fields_html(response):
 
 
 def without_token(html):
-    return re.sub(r'name="csrfmiddlewaretoken" value="[^"]+"', "", html)
+    return re.sub(r'name="(csrfmiddlewaretoken|signup_token)" value="[^"]+"', "", html)
 
 
 def test_the_blank_form_served_from_memory_is_what_rendering_gives(client):
@@ -129,7 +132,9 @@ def test_the_blank_form_served_from_memory_is_what_rendering_gives(client):
 
 
 def test_what_one_visitor_typed_never_reaches_the_next_visitors_form(client):
-    typed = client.post(SIGNUP_URL, {"name": "Mallory Typed", "email": "not-mail"})
+    typed = client.post(
+        SIGNUP_URL, signed({"name": "Mallory Typed", "email": "not-mail"})
+    )
     assert 'value="Mallory Typed"' in typed.content.decode()
 
     html = Client().get(SIGNUP_URL).content.decode()

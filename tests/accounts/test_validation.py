@@ -1,8 +1,11 @@
 """Bad input gets a message next to its field and stores nothing."""
 
+import re
+
 import pytest
 
 from accounts.models import Signup
+from tests.support.forms import signed, signed_body
 
 pytestmark = pytest.mark.django_db
 
@@ -89,7 +92,7 @@ INVALID = [
 
 @pytest.mark.parametrize(("data", "errors"), INVALID)
 def test_invalid_input_rerenders_with_messages_and_stores_nothing(client, data, errors):
-    response = client.post("/", data)
+    response = client.post("/", signed(data))
 
     assert response.status_code == 200
     assert Signup.objects.count() == 0
@@ -100,19 +103,19 @@ def test_invalid_input_rerenders_with_messages_and_stores_nothing(client, data, 
         assert message in " ".join(form.errors[field])
         # Each message once (a second validator once repeated "invalid").
         assert len(set(form.errors[field])) == len(form.errors[field])
-        assert f'<p class="field-error" id="id_{field}-error">' in html
-        assert f'aria-describedby="id_{field}-error"' in html
+        assert f'<ul class="errorlist" id="id_{field}_error">' in html
+        assert f'aria-describedby="id_{field}_error"' in html
     assert 'role="alert"' in html
 
 
 def test_first_invalid_field_gets_the_focus_and_values_are_kept(client):
-    response = client.post("/", {"name": "Ada", "email": "broken"})
+    response = client.post("/", signed({"name": "Ada", "email": "broken"}))
 
     html = response.content.decode()
     assert 'value="Ada"' in html
     assert 'value="broken"' in html
-    email_input = html[html.index('id="id_email"') :].split(">", 1)[0]
-    name_input = html[html.index('id="id_name"') :].split(">", 1)[0]
+    email_input = re.search(r'<input [^>]*id="id_email">', html).group()
+    name_input = re.search(r'<input [^>]*id="id_name">', html).group()
     assert "autofocus" in email_input
     assert "autofocus" not in name_input
 
@@ -157,7 +160,7 @@ VALID = [
 
 @pytest.mark.parametrize(("name", "email", "stored_email"), VALID)
 def test_valid_input_is_stored_exactly(client, name, email, stored_email):
-    response = client.post("/", {"name": name, "email": email})
+    response = client.post("/", signed({"name": name, "email": email}))
 
     assert response.status_code == 302
     signup = Signup.objects.get()
@@ -167,7 +170,9 @@ def test_valid_input_is_stored_exactly(client, name, email, stored_email):
 
 
 def test_markup_in_a_rejected_submission_is_escaped_when_shown_again(client):
-    response = client.post("/", {"name": '"><script>alert(1)</script>', "email": "x"})
+    response = client.post(
+        "/", signed({"name": '"><script>alert(1)</script>', "email": "x"})
+    )
 
     html = response.content.decode()
     assert "<script>alert(1)</script>" not in html
@@ -192,7 +197,7 @@ def test_a_body_that_is_not_utf8_is_refused_and_stores_nothing(client, body):
 def test_raw_utf8_in_a_body_is_read_as_utf8(client):
     response = client.post(
         "/",
-        "name=Zoë&email=zoe@example.com".encode(),
+        signed_body("name=Zoë&email=zoe@example.com".encode()),
         content_type="application/x-www-form-urlencoded",
     )
 

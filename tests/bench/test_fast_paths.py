@@ -60,11 +60,11 @@ def python_csv(queryset):
 
 def test_register_is_one_insert_statement():
     with CaptureQueriesContext(connection) as queries:
-        Signup.objects.register(name="Ada", email="ada@example.com")
+        Signup.objects.register({"name": "Ada", "email": "ada@example.com"})
 
     assert len(queries) == 1
     assert "ON CONFLICT DO NOTHING" in queries[0]["sql"]
-    Signup.objects.register(name="Someone", email="ADA@example.com")
+    Signup.objects.register({"name": "Someone", "email": "ADA@example.com"})
     assert list(Signup.objects.values_list("name", "email")) == [
         ("Ada", "ada@example.com")
     ]

@@ -86,7 +86,7 @@ def test_a_sign_up_is_inserted_in_a_transaction_of_its_own():
 
     assert not connection.in_atomic_block
     with connection.execute_wrapper(record):
-        Signup.objects.register(name="Ada", email="ada@example.com")
+        Signup.objects.register({"name": "Ada", "email": "ada@example.com"})
 
     assert in_transaction == [True]
     assert not connection.in_atomic_block

@@ -10,6 +10,7 @@ from django.test.utils import CaptureQueriesContext
 
 from accounts.models import Signup
 from tests.support.commands import OWNER_PASSWORD, OWNER_USERNAME
+from tests.support.forms import signed
 
 pytestmark = pytest.mark.django_db
 
@@ -26,7 +27,9 @@ def test_public_pages_never_read_the_session_of_a_logged_in_owner(admin_client, 
 
 
 def test_a_public_sign_up_by_a_logged_in_owner_is_stored(admin_client):
-    response = admin_client.post("/", {"name": "Ada", "email": "ada@example.com"})
+    response = admin_client.post(
+        "/", signed({"name": "Ada", "email": "ada@example.com"})
+    )
 
     assert response.status_code == 302
     assert Signup.objects.filter(email="ada@example.com").exists()

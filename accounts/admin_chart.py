@@ -6,12 +6,14 @@ server as SVG (no script, no external library, no inline styles).
 from datetime import timedelta
 from types import SimpleNamespace
 
-from django.db.models import Count
+from django.db.models import Count, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
+
+from accounts.models import RefusalTally
 
 DAYS = 30
 # SVG user units; the stylesheet scales the picture to the page's width.
@@ -39,6 +41,17 @@ def daily_counts(queryset, *, days=DAYS, today=None):
     return [(day, counts.get(day, 0)) for day in shown]
 
 
+def refused_counts(first, last):
+    """{date: sign-ups refused as automated} from day FIRST to day LAST."""
+    rows = (
+        RefusalTally.objects.filter(day__range=(first, last))
+        .order_by()
+        .values_list("day")
+        .annotate(total=Sum("count"))
+    )
+    return dict(rows)
+
+
 def nice_ceiling(value):
     """The smallest of 1, 2, 5, 10, 20, 50, ... that is at least VALUE."""
     step = 1
@@ -60,6 +73,7 @@ def signup_chart(queryset, *, days=DAYS, today=None):
     """Everything the template needs to draw the chart of QUERYSET; the last
     bar is today's."""
     series = daily_counts(queryset, days=days, today=today)
+    refused = refused_counts(series[0][0], series[-1][0])
     total = sum(count for _day, count in series)
     peak_day, peak = max(series, key=lambda item: (item[1], item[0]))
     scale = nice_ceiling(max(peak, 1))
@@ -79,6 +93,7 @@ def signup_chart(queryset, *, days=DAYS, today=None):
             SimpleNamespace(
                 day=day,
                 count=count,
+                refused=refused.get(day, 0),
                 x=x,
                 y=round(BASELINE - height, 2),
                 height=round(height, 2),
@@ -112,6 +127,12 @@ def signup_chart(queryset, *, days=DAYS, today=None):
             "count": peak,
         }
     summary += "; " + _("today %(count)d.") % {"count": series[-1][1]}
+    # Kept off the list by accounts.bots; the bars are stored sign-ups only.
+    if refused_total := sum(refused.values()):
+        summary += " " + _("%(total)d refused as automated (today %(today)d).") % {
+            "total": refused_total,
+            "today": refused.get(series[-1][0], 0),
+        }
 
     return {
         "width": WIDTH,

@@ -97,3 +97,11 @@ if _env.problems:
 # instead of importing Django and the site again. Nothing connects to the
 # database at import time, so no connection is shared between workers.
 preload_app = True
+
+
+def worker_exit(server, worker):
+    """Store the refused sign-ups a worker counted since its last flush
+    (accounts.bots), if the worker's app counts any."""
+    bots = sys.modules.get("accounts.bots")
+    if bots is not None:
+        bots.tally.flush()

@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 
 from accounts.admin_chart import daily_counts, nice_ceiling, scale_label, signup_chart
-from accounts.models import Signup
+from accounts.models import RefusalTally, Signup
 
 CHANGELIST = "/admin/accounts/signup/"
 TODAY = date(2025, 6, 30)
@@ -115,10 +115,11 @@ def test_an_empty_month_is_drawn_without_dividing_by_zero():
 
 
 @pytest.mark.django_db
-def test_the_chart_is_one_query(django_assert_num_queries):
+def test_the_chart_is_two_small_queries(django_assert_num_queries):
+    """One for the sign-ups, one for the refusals' table of a row per day."""
     add(timezone.now(), 2)
 
-    with django_assert_num_queries(1):
+    with django_assert_num_queries(2):
         signup_chart(Signup.objects.all())
 
 
@@ -174,3 +175,24 @@ def test_a_popup_list_has_no_chart(admin_client):
 
     assert response.status_code == 200
     assert "signup-chart" not in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_refused_sign_ups_are_summed_per_day_beside_the_stored_ones():
+    add(moment("2025-06-30T10:00:00"), 2)
+    Reason = RefusalTally.Reason
+    for day, reason, count in [
+        (TODAY, Reason.TRAP, 5),
+        (TODAY, Reason.TOO_FAST, 1),
+        (date(2025, 6, 29), Reason.FORGED_TOKEN, 3),
+        (date(2025, 5, 31), Reason.TRAP, 100),  # before the 30 days
+    ]:
+        RefusalTally.objects.create(day=day, reason=reason, count=count)
+
+    chart = signup_chart(Signup.objects.all(), days=30, today=TODAY)
+
+    by_day = {bar.day: (bar.count, bar.refused) for bar in chart["bars"]}
+    assert by_day[TODAY] == (2, 6)
+    assert by_day[date(2025, 6, 29)] == (0, 3)
+    assert chart["peak"] == 2
+    assert chart["summary"].endswith("9 refused as automated (today 6).")

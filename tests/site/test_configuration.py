@@ -92,6 +92,23 @@ def test_numbers_are_plain_digits_as_nginx_reads_them(value):
 
 
 @pytest.mark.parametrize(
+    ("value", "seconds"), [(None, 2.0), ("0", 0.0), ("1.5", 1.5), ("10", 10.0)]
+)
+def test_the_minimum_fill_time_is_seconds_with_a_fraction(value, seconds):
+    environment = {**BASE, "SIGNUP_MIN_FILL_SECONDS": value} if value else BASE
+
+    assert load(environment).min_fill_seconds == seconds
+
+
+@pytest.mark.parametrize("value", ["-1", "1,5", ".5", "2s", "\u0663"])
+def test_a_minimum_fill_time_that_is_not_seconds_is_a_problem(value):
+    assert problems({**BASE, "SIGNUP_MIN_FILL_SECONDS": value}) == [
+        f"SIGNUP_MIN_FILL_SECONDS={value!r} is not a number of seconds,"
+        " such as 2 or 1.5."
+    ]
+
+
+@pytest.mark.parametrize(
     ("key", "described"),
     [
         ("short", "5 characters, 5 different"),

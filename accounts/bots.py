@@ -1,7 +1,7 @@
 """
 Telling a script from a person on the sign-up form, on the server alone: a
-trap field people never see (SignupForm) and a token signed when the form is
-drawn, which dates the form. docs/security.md says what this refuses and what
+trap field people never see and a token signed when the form is drawn, which
+dates the form. docs/security.md says what this refuses and what
 it does not.
 """
 
@@ -18,6 +18,10 @@ from accounts.models import RefusalTally
 from signup_site.hardening import describe_client
 
 TOKEN_FIELD = "signup_token"  # noqa: S105 (a field's name)
+# The trap (accounts/trap.html): named like nothing a browser or password
+# manager fills in. Static HTML, not a form field: the form stays the
+# newcomer's, and a POST does not pay for cleaning a field never stored.
+TRAP_FIELD = "leave_empty"
 SALT = "accounts.bots.fill-time"
 # A person may leave the page open overnight: WCAG 2.2.1 allows a time limit
 # only above 20 hours. Older tokens get the form back, never a silent loss.
@@ -50,10 +54,10 @@ def token_age(token):
     return time.time() - millis / 1000
 
 
-def refusal(form_data, trap_field):
-    """Why a sent form looks automated (a Reason), or None: FORM_DATA is the
-    request's POST, TRAP_FIELD the name of the trap field."""
-    if form_data.get(trap_field):
+def refusal(form_data):
+    """Why a sent form (FORM_DATA, the request's POST) looks automated: a
+    Reason, or None."""
+    if form_data.get(TRAP_FIELD):
         return Reason.TRAP
     token = form_data.get(TOKEN_FIELD)
     if not token:
@@ -67,6 +71,18 @@ def refusal(form_data, trap_field):
     if age < settings.SIGNUP_MIN_FILL_SECONDS:
         return Reason.TOO_FAST
     return None
+
+
+def token_for_form_shown_again(form_data, reason):
+    """The token of a sent form shown again (REASON: its refusal or None):
+    the same render time if it had a valid one, since the person has been on
+    the form since then; after a refusal for speed or age, one that is old
+    enough already, so the person's next click is never too fast."""
+    if reason is None:
+        return form_data[TOKEN_FIELD]
+    if reason in (Reason.TOO_FAST, Reason.OLD_TOKEN):
+        return issue_token(now=time.time() - settings.SIGNUP_MIN_FILL_SECONDS)
+    return issue_token()
 
 
 def record(request, reason):

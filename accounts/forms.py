@@ -38,33 +38,12 @@ class SignupFormRenderer(DjangoTemplates):
     field_template_name = "accounts/field.html"
 
 
-class TrapInput(forms.TextInput):
-    """A text box only a script fills in: the trap field's template hides it
-    with the site's stylesheet and from assistive technology, and these
-    attributes keep it out of the tab order and from browsers' and password
-    managers' autofill (which filled other sites' traps)."""
-
-    def __init__(self):
-        super().__init__(
-            attrs={
-                "autocomplete": "off",
-                "tabindex": "-1",
-                "data-1p-ignore": True,
-                "data-lpignore": "true",
-                "data-bwignore": True,
-                "data-form-type": "other",
-            }
-        )
-
-
 class SignupForm(forms.Form):
     """The sign-up form. Its fields that are also Signup's are stored
-    (signup_data); the trap field never is."""
+    (signup_data). The page adds a trap field for scripts, which is not the
+    form's (accounts.bots)."""
 
     default_renderer = SignupFormRenderer()
-
-    # Named like nothing a browser or password manager fills in.
-    TRAP_FIELD = "leave_empty"
 
     name = forms.CharField(
         label=_("Name"),
@@ -80,14 +59,6 @@ class SignupForm(forms.Form):
             "required": _("Please enter your email address."),
             "invalid": _("Please enter a valid email address, like name@example.com."),
         },
-    )
-
-    leave_empty = forms.CharField(
-        label=_("Leave this field empty"),
-        required=False,
-        strip=False,
-        widget=TrapInput(),
-        template_name="accounts/trap_field.html",
     )
 
     def __init__(self, *args, **kwargs):

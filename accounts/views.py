@@ -3,6 +3,8 @@ from functools import cache
 from django.conf import settings
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
+from django.utils.html import escape
+from django.utils.safestring import SafeString
 from django.views.decorators.http import require_http_methods
 
 from accounts import bots
@@ -21,21 +23,23 @@ def blank_fields():
     return render_fields(SignupForm())
 
 
-def form_page(request, form=None, *, resend=False):
-    """The sign-up page with FORM (blank by default) and a new form token;
-    RESEND adds the sentence asking to send the form again."""
+def form_page(request, form=None, *, token=None, resend=False):
+    """The sign-up page with FORM (blank by default) and TOKEN (default: a
+    new one); RESEND adds the sentence asking to send the form again."""
     if form is not None:
         fields = render_fields(form)
+        context = {"form": form, "resend": resend}
     else:
         # In development a template edit shows on reload.
         fields = render_fields(SignupForm()) if settings.DEBUG else blank_fields()
-    context = {
-        "form": form,
-        "fields": fields,
-        "token_field": bots.TOKEN_FIELD,
-        "token": bots.issue_token(),
-        "resend": resend,
-    }
+        context = {}
+    # Joined here, not in the template: each template variable of this page
+    # costs more than signing the token.
+    token_input = (
+        f'<input type="hidden" name="{bots.TOKEN_FIELD}"'
+        f' value="{escape(token or bots.issue_token())}">'
+    )
+    context["fields"] = SafeString(token_input + fields)
     return render(request, "accounts/signup.html", context)
 
 
@@ -46,21 +50,22 @@ def signup(request):
     if request.method != "POST":
         return form_page(request)
     form = SignupForm(request.POST)
-    refusal = bots.refusal(request.POST, SignupForm.TRAP_FIELD)
+    refusal = bots.refusal(request.POST)
+    token = bots.token_for_form_shown_again(request.POST, refusal)
     if refusal in bots.HARD:
         # What a person sending the same fields gets; nothing is stored.
         bots.record(request, refusal)
-        return (
-            redirect("accounts:thanks") if form.is_valid() else form_page(request, form)
-        )
+        if form.is_valid():
+            return redirect("accounts:thanks")
+        return form_page(request, form, token=token)
     if not form.is_valid():
-        return form_page(request, form)
+        return form_page(request, form, token=token)
     if refusal:
-        # Perhaps a person whose browser filled the form in: a second click,
-        # with the new token, stores it; a script that does not read the page
-        # stores nothing.
+        # Perhaps a person whose browser filled the form in at once: the form
+        # again, with a token old enough, so their next click stores it; a
+        # script that does not read the page stores nothing.
         bots.record(request, refusal)
-        return form_page(request, form, resend=True)
+        return form_page(request, form, token=token, resend=True)
     Signup.objects.register(form.signup_data)
     # Post/Redirect/Get: a reload of the thanks page cannot resubmit, and the
     # address never appears in a URL.

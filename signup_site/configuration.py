@@ -32,7 +32,7 @@ DEFAULT_ADMIN_URL = "admin/"
 ADMIN_URL_PATTERN = re.compile(r"(?!static/)(?:(?!\.\.?/)[A-Za-z0-9._~-]+/)+")
 # The least time from drawing the sign-up form to sending it back that does
 # not look automated (docs/security.md has the measurements behind it).
-DEFAULT_MIN_FILL = 2.0
+DEFAULT_MIN_FILL = 1.0
 GENERATE_KEY_HINT = (
     "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(50))'"
 )

@@ -92,7 +92,7 @@ def test_numbers_are_plain_digits_as_nginx_reads_them(value):
 
 
 @pytest.mark.parametrize(
-    ("value", "seconds"), [(None, 2.0), ("0", 0.0), ("1.5", 1.5), ("10", 10.0)]
+    ("value", "seconds"), [(None, 1.0), ("0", 0.0), ("1.5", 1.5), ("10", 10.0)]
 )
 def test_the_minimum_fill_time_is_seconds_with_a_fraction(value, seconds):
     environment = {**BASE, "SIGNUP_MIN_FILL_SECONDS": value} if value else BASE

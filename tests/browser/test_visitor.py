@@ -6,7 +6,7 @@ log a console error or violate the Content-Security-Policy.
 
 import uuid
 
-from tests.browser.conftest import PHONE, playwright_expect, query
+from tests.browser.conftest import PHONE, playwright_expect, query, wait_as_a_person
 
 expect = playwright_expect()
 
@@ -30,6 +30,7 @@ def test_sign_up_reaches_the_thank_you_page(site, page, screenshot):
     email = unique_email("grace")
     page.get_by_label("Name").fill("Grace Hopper")
     page.get_by_label("Email address").fill(email)
+    wait_as_a_person(page)
     page.get_by_role("button", name="Go").click()
 
     expect(page).to_have_url(f"{site.base_url}/thanks/")
@@ -70,7 +71,7 @@ def test_each_mistake_is_shown_next_to_its_field_and_announced(site, page, scree
         expect(field).to_have_attribute("aria-invalid", "true")
         expect(field).to_have_accessible_description(message)
         box = page.locator(".field").filter(has=field)
-        expect(box.locator(".field-error")).to_have_text(message)
+        expect(box.locator(".errorlist")).to_have_text(message)
 
     # Focus on the first field in error; what was typed is still there.
     expect(name).to_be_focused()
@@ -97,6 +98,7 @@ def test_focus_goes_to_the_first_field_in_error_and_typed_values_stay(site, page
 
     fixed = unique_email("katherine")
     email.fill(fixed)
+    wait_as_a_person(page)
     email.press("Enter")
     expect(page).to_have_url(f"{site.base_url}/thanks/")
     assert stored(site, fixed) == [("Katherine Johnson", fixed)]
@@ -134,6 +136,7 @@ def test_the_keyboard_alone_is_enough(site, page):
     expect(page.get_by_label("Email address")).to_be_focused()
     page.keyboard.press("Control+A")
     page.keyboard.type(email)
+    wait_as_a_person(page)
     page.keyboard.press("Enter")
 
     expect(page).to_have_url(f"{site.base_url}/thanks/")
@@ -182,6 +185,7 @@ def test_a_small_phone_gets_the_whole_form_without_sideways_scrolling(
     page.keyboard.type("Hedy Lamarr")
     page.get_by_label("Email address").tap()
     page.keyboard.type(email)
+    wait_as_a_person(page)
     page.get_by_role("button", name="Go").tap()
     expect(page).to_have_url(f"{site.base_url}/thanks/")
     assert stored(site, email) == [("Hedy Lamarr", email)]

@@ -10,6 +10,8 @@ import uuid
 
 import pytest
 
+from tests.support.forms import TOKEN_FIELD
+
 ADMIN_PASSWORD = "bad input admin passphrase"
 
 # (case id, name, email or None for a fresh valid one, expected outcome)
@@ -74,7 +76,7 @@ def test_form_input(serving_stack, case_id, name, email, outcome):
     assert_never_5xx(response)
     if outcome == "error":
         assert response.status_code == 200
-        assert 'class="field-error"' in response.text
+        assert 'class="errorlist"' in response.text
         assert stack.signup_count() == before
         # What was typed comes back escaped, never as markup.
         if "<" in name:
@@ -87,9 +89,12 @@ def test_form_input(serving_stack, case_id, name, email, outcome):
 
 def post_raw(stack, body, content_type="application/x-www-form-urlencoded"):
     token, cookie = stack.csrf_pair()
+    body = body.replace(b"TOKEN", token.encode())
+    if content_type == "application/x-www-form-urlencoded":
+        body += f"&{TOKEN_FIELD}={stack.form_token()}".encode()
     return stack.post(
         "/",
-        data=body.replace(b"TOKEN", token.encode()),
+        data=body,
         headers={
             "Content-Type": content_type,
             "Cookie": f"csrftoken={cookie}",
@@ -163,6 +168,7 @@ def test_a_real_multipart_form_works(serving_stack):
             "csrfmiddlewaretoken": (None, token),
             "name": (None, "Multi Part"),
             "email": (None, email),
+            TOKEN_FIELD: (None, serving_stack.form_token()),
         },
         headers={
             "Cookie": f"csrftoken={cookie}",

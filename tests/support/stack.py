@@ -22,6 +22,7 @@ from loopback.nginx import UPSTREAM_NAME, Nginx, nginx_hsts
 from loopback.processes import ProcessGroup, free_port, make_workdir, wait_for
 from tests.support.commands import TEST_SECRET_KEY, manage
 from tests.support.commands import site_environment as _site_environment
+from tests.support.forms import TOKEN_FIELD, signed
 
 # The production settings with STATIC_ROOT in a temporary directory.
 SITE_SETTINGS = "tests.serving.site_settings"
@@ -295,15 +296,26 @@ class ServingStack(ProcessGroup):
         assert form.status_code == 200, form.text[:500]
         return form_token(form.text), form.cookies["csrftoken"]
 
+    def form_token(self, *, age=60):
+        """The sign-up form token of a page drawn AGE seconds ago, signed with
+        the stack's secret key (accounts.bots)."""
+        return signed({}, age=age, key=TEST_SECRET_KEY)[TOKEN_FIELD]
+
     def sign_up(self, name, email, *, nginx=None, pair=None, headers=None, **kwargs):
         """POST the form as a browser at http://localhost:<port> would: the
-        CSRF cookie and token, Origin and Host with the port."""
+        CSRF cookie and token, a form token older than the minimum fill time,
+        Origin and Host with the port."""
         nginx = nginx or self.nginx
         token, cookie = pair or self.csrf_pair(nginx=nginx)
         return self.post(
             "/",
             nginx=nginx,
-            data={"csrfmiddlewaretoken": token, "name": name, "email": email},
+            data={
+                "csrfmiddlewaretoken": token,
+                "name": name,
+                "email": email,
+                TOKEN_FIELD: self.form_token(),
+            },
             headers={
                 "Origin": f"http://localhost:{nginx.port}",
                 "Cookie": f"csrftoken={cookie}",

@@ -41,11 +41,12 @@ CALLGRIND_TOTAL = re.compile(r"^==\d+== Collected : (\d+)$", re.MULTILINE)
 def page_requests(page):
     """(PAGE's status, number -> WSGI environ): a first visit, sign-ups with one
     CSRF pair and a new address each, or the admin's pages as the owner."""
+    from django.conf import settings
     from django.contrib.auth import get_user_model
     from django.test import Client
 
     from accounts.models import Signup
-    from loopback.browser import form_token
+    from loopback.browser import form_token, signup_token
 
     method, path, query = PAGES[page]
     client, headers, body = Client(HTTP_HOST=HOST), {}, ""
@@ -58,9 +59,13 @@ def page_requests(page):
         middle = emails[emails.count() // 2] if emails.exists() else "no@example.com"
         query = query.format(email=quote(middle))
     elif method == "POST":
-        token = form_token(client.get("/").content.decode())
-        body = f"csrfmiddlewaretoken={token}&name=Ada+Lovelace"
+        page = client.get("/").content.decode()
+        body = f"csrfmiddlewaretoken={form_token(page)}&name=Ada+Lovelace"
         body += "&email=ada.{}%40example.com"
+        if fill := signup_token(page):
+            # One page's form token, old enough: every POST runs the checks.
+            body += f"&signup_token={quote(fill, safe='')}"
+            time.sleep(getattr(settings, "SIGNUP_MIN_FILL_SECONDS", 0) + 0.1)
         headers["HTTP_ORIGIN"] = f"http://{HOST}"
         headers["CONTENT_TYPE"] = "application/x-www-form-urlencoded"
     if client.cookies:

@@ -189,7 +189,9 @@ Run on {started} ({minutes:.1f} min).
   phase after {warmup} s of warm-up, {rounds} rounds, with a browser's headers
   (Accept-Encoding: gzip, so nginx compresses). `GET /` as a first visit (no
   cookie); sign-up POSTs with a new address each, all with one CSRF cookie and
-  form token, Origin and Host as a browser at `http://localhost:<port>`.
+  token, Origin and Host as a browser at `http://localhost:<port>`, and one
+  page's sign-up form token, sent once it was older than the minimum fill
+  time: every POST passes the token's signature and time checks.
 - nginx: the project's template (`docker/nginx/default.conf.template`) in the
   official image's nginx.conf (`worker_processes auto`), rendered with envsubst
   as the serving tests do (rate limits lifted: every request comes from

@@ -4,13 +4,15 @@ target, gunicorn with the project's config behind nginx with its template."""
 import contextlib
 import secrets
 import shutil
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from urllib.parse import quote
 from uuid import uuid4
 
 import requests
 
-from loopback.browser import form_token
+from loopback.browser import form_token, signup_token
 from loopback.dns import FakeDNS
 from loopback.gunicorn import SITE_APP, Gunicorn
 from loopback.nginx import UPSTREAM_NAME, Nginx
@@ -22,6 +24,7 @@ from loopback.processes import (
     make_workdir,
     manage,
 )
+from signup_site.configuration import DEFAULT_MIN_FILL
 
 APPS = {"site": SITE_APP, "ceiling": "bench.ceiling:application"}
 
@@ -90,6 +93,7 @@ class Target:
             image_workers=True,
         )
         self.access_log = self.nginx.access_log.path
+        self.form_token = None
 
     def start(self):
         self.gunicorn.start().wait_ready(timeout=60)
@@ -110,11 +114,19 @@ class Target:
         )
 
     def signup_args(self):
-        """signup.lua's COOKIE TOKEN TAG: one GET's CSRF pair, as a browser keeps
-        it, and a new tag, so that no address repeats across runs."""
+        """signup.lua's COOKIE TOKEN FORM_TOKEN TAG: one GET's CSRF pair, as a
+        browser keeps it; the form token of the target's first page, used
+        once it is older than the minimum fill time, so that every POST passes
+        the signature and time checks (accounts.bots); a new tag, so that no
+        address repeats across runs."""
         page = self.get("/")
         page.raise_for_status()
-        return page.cookies["csrftoken"], form_token(page.text), uuid4().hex[:12]
+        if self.form_token is None:
+            self.form_token = signup_token(page.text)
+            minimum = self.env.get("SIGNUP_MIN_FILL_SECONDS") or DEFAULT_MIN_FILL
+            time.sleep(float(minimum) + 0.1 if self.form_token else 0)
+        cookie, token = page.cookies["csrftoken"], form_token(page.text)
+        return cookie, token, quote(self.form_token, safe=""), uuid4().hex[:12]
 
 
 class Stack(ProcessGroup):

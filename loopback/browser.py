@@ -1,16 +1,25 @@
 """What a browser does that the tests and the benchmark both need: read a
-form's CSRF token, and log in to the admin through nginx."""
+form's CSRF token and the sign-up form's token, and log in to the admin
+through nginx."""
 
 import re
 
 import requests
 
 CSRF_FIELD = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
+SIGNUP_TOKEN_FIELD = re.compile(r'name="signup_token" value="([^"]+)"')
 
 
 def form_token(html):
     """The CSRF token in a page's form."""
     return CSRF_FIELD.search(html).group(1)
+
+
+def signup_token(html):
+    """The sign-up form's token (accounts.bots) in a page, or "" if it has
+    none (a tree from before it had one)."""
+    match = SIGNUP_TOKEN_FIELD.search(html)
+    return match.group(1) if match else ""
 
 
 def admin_login(base_url, host, username, password, *, timeout=60):

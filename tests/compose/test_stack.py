@@ -24,7 +24,7 @@ import pytest
 import requests
 
 from loopback.processes import free_port
-from tests.compose import engine, images
+from tests.compose import engine, images, traffic
 from tests.support.ci import running_in_ci
 from tests.support.commands import site_environment
 
@@ -127,13 +127,18 @@ def stack(docker_engine, run_prefix, tmp_path_factory):
         project.down()
 
 
-def browser_session(stack):
+def browser_session(stack, *, wait=traffic.FILL_SECONDS):
+    """(session, the form's fields as the page gives them): the CSRF token and
+    the sign-up form token, after WAIT seconds, a person's time to fill in."""
     session = requests.Session()
     session.headers["User-Agent"] = "signup-compose-test"
     page = session.get(stack.base + "/", timeout=10)
     assert page.status_code == 200
-    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
-    return session, token.group(1)
+    time.sleep(wait)
+    return session, {
+        "csrfmiddlewaretoken": traffic.TOKEN.search(page.text).group(1),
+        "signup_token": traffic.FORM_TOKEN.search(page.text).group(1),
+    }
 
 
 def test_project_directory_has_no_env_file(stack):
@@ -149,12 +154,12 @@ def test_every_service_is_healthy_after_up_wait(stack):
 
 
 def test_signup_through_nginx_lands_as_a_row_in_db(stack):
-    session, token = browser_session(stack)
+    session, form = browser_session(stack)
     email = f"compose-{uuid.uuid4().hex[:8]}@example.com"
 
     response = session.post(
         stack.base + "/",
-        data={"csrfmiddlewaretoken": token, "name": "Compose Test", "email": email},
+        data={**form, "name": "Compose Test", "email": email},
         headers={"Origin": stack.base, "Referer": stack.base + "/"},
         allow_redirects=False,
         timeout=10,
@@ -241,6 +246,76 @@ def test_admin_login_works_and_its_css_loads(stack, admin_bootstrap):
 def count_probe_lines(stack, container_id, token):
     logs = engine.docker("logs", container_id, check=False)
     return (logs.stdout + logs.stderr).count(token)
+
+
+def refused_today(stack):
+    return int(
+        stack.sql(
+            "SELECT coalesce(sum(count), 0) FROM accounts_refusaltally"
+            " WHERE day = current_date"
+        )
+    )
+
+
+def test_scripts_store_nothing_and_the_owner_sees_them_counted(stack, admin_bootstrap):
+    """A filled trap and a forged token get the thank-you page, a form sent
+    at once gets the form back: no row, a log line each, and the count on the
+    owner's list once gunicorn's workers have handed theirs in. (Three POSTs:
+    nginx allows this client 5 a minute, burst 5.)"""
+    rows = stack.sql("SELECT count(*) FROM accounts_signup")
+    refused = refused_today(stack)
+    session, form = browser_session(stack)
+    fast_session, fast_form = browser_session(stack, wait=0)
+    attempts = [
+        (session, {**form, "leave_empty": "Cheap pills"}, 302),
+        (session, {**form, "signup_token": "1AbCdE:forged-signature"}, 302),
+        (fast_session, fast_form, 200),
+    ]
+
+    for number, (client, data, status) in enumerate(attempts):
+        email = f"bot-{number}-{uuid.uuid4().hex[:8]}@spam.example"
+        response = client.post(
+            stack.base + "/",
+            data={**data, "name": "Cheap pills", "email": email},
+            headers={"Origin": stack.base, "Referer": stack.base + "/"},
+            allow_redirects=False,
+            timeout=10,
+        )
+        assert response.status_code == status, response.text[:500]
+        if status == 200:
+            assert "Please check your details and send the form again." in (
+                response.text
+            )
+
+    assert stack.sql("SELECT count(*) FROM accounts_signup") == rows
+    logs = stack("logs", "--no-color", "web").stdout
+    for reason in ("trap field filled in", "forged form token", "sent too fast"):
+        assert re.search(
+            rf"Sign-up refused as automated: {reason} \(client [0-9a-f.:]+,"
+            r" request id [0-9a-f]{32}\)",
+            logs,
+        ), reason
+    # HUP: gunicorn replaces its workers gracefully; each hands in its count.
+    stack("kill", "--signal", "HUP", "web")
+    deadline = time.monotonic() + 30
+    while refused_today(stack) < refused + 3 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert refused_today(stack) == refused + 3
+    owner = requests.Session()
+    login = owner.get(stack.base + "/admin/login/", timeout=10)
+    owner.post(
+        stack.base + "/admin/login/?next=/admin/",
+        data={
+            "csrfmiddlewaretoken": traffic.TOKEN.search(login.text).group(1),
+            "username": ADMIN_USER,
+            "password": ADMIN_PASSWORD,
+        },
+        headers={"Origin": stack.base},
+        timeout=10,
+    )
+    changelist = owner.get(stack.base + "/admin/accounts/signup/", timeout=10)
+    total = refused + 3
+    assert f"{total} refused as automated (today {total})." in changelist.text
 
 
 def test_scaling_spreads_requests_over_every_replica_then_scales_back(stack):
@@ -472,10 +547,10 @@ def anonymous_volumes(stack):
 
 def test_down_and_up_keep_the_data_and_down_v_removes_it(stack):
     email = f"persist-{uuid.uuid4().hex[:8]}@example.com"
-    session, token = browser_session(stack)
+    session, form = browser_session(stack)
     session.post(
         stack.base + "/",
-        data={"csrfmiddlewaretoken": token, "name": "Persistent", "email": email},
+        data={**form, "name": "Persistent", "email": email},
         headers={"Origin": stack.base},
         timeout=10,
     )

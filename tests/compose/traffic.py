@@ -1,9 +1,10 @@
 """
 Steady, bounded traffic through nginx while a test changes the stack under
-it: one thread GETs the form, another signs up (form GET, POST, thank-you
-page) with a fresh e-mail address each time. Every request and its outcome
-is recorded, and every sign-up that reached its thank-you page is listed, so
-a test can count failures and look each confirmed sign-up up in the database.
+it: one thread GETs the form, another signs up (form GET, a person's pause,
+POST, thank-you page) with a fresh e-mail address each time. Every request
+and its outcome is recorded, and every sign-up that reached its thank-you
+page is listed, so a test can count failures and look each confirmed
+sign-up up in the database.
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ from dataclasses import dataclass, field
 import requests
 
 TOKEN = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
+FORM_TOKEN = re.compile(r'name="signup_token" value="([^"]+)"')
+# Longer than the site's minimum fill time (SIGNUP_MIN_FILL_SECONDS, 1 s):
+# sooner, the form would come back instead of the thank-you page.
+FILL_SECONDS = 1.2
 PAUSE_SECONDS = 0.1
 TIMEOUT_SECONDS = 20
 
@@ -60,12 +65,14 @@ def signup(base, email, name="Swarm Test"):
     page = call("GET", "/", 200)
     if page is None:
         return False, outcomes
+    time.sleep(FILL_SECONDS)
     posted = call(
         "POST",
         "/",
         302,
         data={
             "csrfmiddlewaretoken": TOKEN.search(page.text).group(1),
+            "signup_token": FORM_TOKEN.search(page.text).group(1),
             "name": name,
             "email": email,
         },

@@ -1,8 +1,7 @@
 """
 Telling a script from a person on the sign-up form, on the server alone: a
 trap field people never see and a token signed when the form is drawn, which
-dates the form. docs/security.md says what this refuses and what
-it does not.
+dates the form. docs/security.md says what this refuses and what it does not.
 """
 
 import logging

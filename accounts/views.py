@@ -31,7 +31,7 @@ def signup(request):
     if not form.is_valid():
         context = {"form": form, "fields": render_fields(form)}
         return render(request, "accounts/signup.html", context)
-    Signup.objects.register(**form.cleaned_data)
+    Signup.objects.register(form.cleaned_data)
     # Post/Redirect/Get: a reload of the thanks page cannot resubmit, and the
     # address never appears in a URL.
     return redirect("accounts:thanks")

@@ -1,8 +1,8 @@
 """
 Django's PostgreSQL backend with every wait for the database bounded once
 bound_waits() is called, as signup_site.wsgi does (a management command, such
-as a long migration, is left alone): a hung database costs a visitor a few
-seconds and the 503 page, never a worker killed by gunicorn's timeout.
+as a long migration, is left alone): a locked table or a hung database costs a
+visitor a bounded wait and the 503 page, never a worker killed by gunicorn.
 """
 
 import time
@@ -10,19 +10,22 @@ import time
 import psycopg
 from django.db import OperationalError
 from django.db.backends.postgresql import base
-from django.db.utils import DatabaseErrorWrapper
-from django.utils.functional import cached_property
 from psycopg import errors
 
-LOCK_TIMEOUT_MS = 1000
-STATEMENT_TIMEOUT_MS = 3000
+# Long enough for what briefly locks a table (an index build, a migration's
+# ALTER TABLE waiting behind a read), well inside gunicorn's 30 s timeout.
+LOCK_TIMEOUT_MS = 10000
+# Longer than the lock timeout, so that a lock wait is reported as one.
+STATEMENT_TIMEOUT_MS = 12000
 # The site's own clock, which a frozen server cannot stop; longer than the
-# statement timeout, so that a live server answers first.
-ANSWER_TIMEOUT = 4.0
-# A reused connection's SELECT 1; failing it only costs a new connection.
+# statement timeout, so that a live server always answers first.
+ANSWER_TIMEOUT = 15.0
+# A reused connection's SELECT 1, which waits for no lock: a frozen server
+# is found here, at the start of a request.
 HEALTH_CHECK_TIMEOUT = 1.0
-# After giving up, every access fails at once for this long, so visitors get
-# the 503 page instead of queueing behind waiting workers.
+# After the server stopped answering, every access fails at once for this
+# long, so visitors get the 503 page instead of queueing behind waiting
+# workers. A lock or statement timeout is an answer, and never opens it.
 FAIL_FAST = 5.0
 # Closes an idle connection whose peer is really gone.
 KEEPALIVES = {
@@ -31,10 +34,6 @@ KEEPALIVES = {
     "keepalives_interval": 5,
     "keepalives_count": 3,
 }
-
-# Waited for the database in vain; a merely slow statement (QueryCanceled)
-# says nothing about the next one.
-WAITED_IN_VAIN = (errors.ConnectionTimeout, errors.LockNotAvailable)
 
 _bounded = False
 _gave_up_at = None
@@ -70,13 +69,6 @@ class BoundedConnection(psycopg.Connection):
             ) from None
 
 
-class _GiveUpRecorder(DatabaseErrorWrapper):
-    def __exit__(self, exc_type, exc_value, traceback):
-        if exc_type is not None and issubclass(exc_type, WAITED_IN_VAIN):
-            _give_up()
-        return super().__exit__(exc_type, exc_value, traceback)
-
-
 class DatabaseWrapper(base.DatabaseWrapper):
     def get_connection_params(self):
         params = {**KEEPALIVES, **super().get_connection_params()}
@@ -89,7 +81,12 @@ class DatabaseWrapper(base.DatabaseWrapper):
         return params
 
     def get_new_connection(self, conn_params):
-        connection = super().get_new_connection(conn_params)
+        try:
+            connection = super().get_new_connection(conn_params)
+        except errors.ConnectionTimeout:
+            if _bounded:
+                _give_up()  # no answer within connect_timeout
+            raise
         if _bounded:
             # Differs only in wait(), which every exchange goes through.
             connection.__class__ = BoundedConnection
@@ -121,7 +118,3 @@ class DatabaseWrapper(base.DatabaseWrapper):
             return super().is_usable()
         finally:
             self.connection.answer_timeout = ANSWER_TIMEOUT
-
-    @cached_property
-    def wrap_database_errors(self):
-        return _GiveUpRecorder(self)

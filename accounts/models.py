@@ -1,6 +1,6 @@
 from datetime import datetime, time, timedelta
 
-from django.db import models
+from django.db import connections, models, router
 from django.db.models.functions import Lower, Now
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -25,13 +25,27 @@ class SignupQuerySet(models.QuerySet):
             signups = signups.filter(signed_up_at__lt=after)
         return signups
 
-    def register(self, data):
-        """Store a sign-up (DATA: model field name -> value) unless its email
-        (in any case) is taken, silently, so no caller can tell who signed up.
-        ON CONFLICT settles a race in PostgreSQL; the COMMIT waits for the
-        INSERT's answer, so a frozen server that wakes after the site gave up
-        rolls the sign-up back."""
-        self.bulk_create([self.model(**data)], ignore_conflicts=True)
+    def register(self, fields):
+        """Store a sign-up of FIELDS (model field name -> value) unless its
+        email (in any case) is taken, silently, so no caller can tell who
+        signed up. One INSERT ... ON CONFLICT DO NOTHING in autocommit: one
+        round trip, and PostgreSQL settles a race between two identical ones."""
+        connection = connections[self._db or router.db_for_write(self.model)]
+        quote = connection.ops.quote_name
+        model_fields = [self.model._meta.get_field(name) for name in fields]
+        columns = ", ".join(quote(field.column) for field in model_fields)
+        values = [
+            field.get_db_prep_save(value, connection)
+            for field, value in zip(model_fields, fields.values(), strict=True)
+        ]
+        placeholders = ", ".join(["%s"] * len(values))
+        # Identifiers come from the model, values are parameters.
+        sql = (
+            f"INSERT INTO {quote(self.model._meta.db_table)} ({columns}) "  # noqa: S608
+            f"VALUES ({placeholders}) ON CONFLICT DO NOTHING"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, values)
 
 
 class Signup(models.Model):

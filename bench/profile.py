@@ -96,15 +96,16 @@ def page_requests(page):
 
 
 def child(options):
-    """The site of the tree ROOT (its code, this tree's harness): warm-up,
-    then --requests requests of --page, or one request and its statements."""
+    """The site of the tree ROOT (its code, this tree's harness) as gunicorn
+    serves it, through its WSGI_APPLICATION: warm-up, then --requests requests
+    of --page, or one request and its statements."""
     sys.path.insert(0, options.child)
     import django
 
     django.setup()
-    from django.core.wsgi import get_wsgi_application
+    from django.core.servers.basehttp import get_internal_wsgi_application
 
-    application = get_wsgi_application()
+    application = get_internal_wsgi_application()
     (page,) = options.page
     expected, environ = page_requests(page)
 
@@ -211,18 +212,22 @@ def main(argv=None):
     variants += [("bench.site_settings", Path(r).resolve()) for r in options.root or []]
     flags = [f"--{f}" for f in ("profile", "queries", "explain") if getattr(options, f)]
     from bench.loader import load
-    from bench.stack import Stack
+    from bench.stack import Stack, collect_static
 
     with Stack([]) as stack:
         if options.rows:
             with stack.database.connect(autocommit=True) as conn:
                 load(conn, options.rows)
-        for settings, root in variants or [("bench.site_settings", PROJECT_ROOT)]:
+        variants = variants or [("bench.site_settings", PROJECT_ROOT)]
+        for number, (settings, root) in enumerate(variants):
             label = settings if root == PROJECT_ROOT else str(root)
             env = stack.base_env | {
                 "DJANGO_SETTINGS_MODULE": settings,
                 "DJANGO_PUBLIC_URL": f"http://{HOST}",
             }
+            if root != PROJECT_ROOT:
+                env["SIGNUP_BENCH_STATIC_ROOT"] = stack.root / f"static-{number}"
+                collect_static(root, env)
             for page in pages:
                 command = [sys.executable, "-m", "bench.profile", "--child", root]
                 command += ["--page", page, "--top", str(options.top), *flags]

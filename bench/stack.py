@@ -4,6 +4,8 @@ target, gunicorn with the project's config behind nginx with its template."""
 import contextlib
 import secrets
 import shutil
+import subprocess
+import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -64,6 +66,17 @@ class TargetSpec:
         return spec
 
 
+def collect_static(root, env):
+    """collectstatic of the tree ROOT, whose templates may name other files."""
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--no-input"],
+        env=env,
+        cwd=root,
+        capture_output=True,
+        check=True,
+    )
+
+
 class Target:
     """gunicorn serving a target's app behind its own nginx, reached at URL as a
     browser at http://HOST."""
@@ -78,6 +91,10 @@ class Target:
         self.host, self.url = f"localhost:{port}", f"http://127.0.0.1:{port}"
         self.env = stack.base_env | {"DJANGO_PUBLIC_URL": f"http://{self.host}"}
         self.env |= spec.env
+        static_root = stack.static_root
+        if spec.root:
+            static_root = self.env["SIGNUP_BENCH_STATIC_ROOT"] = workdir / "static"
+            collect_static(spec.root, self.env)
         self.gunicorn = Gunicorn(
             workdir, self.env, app=APPS[spec.kind], root=spec.root, config=spec.config
         )
@@ -87,7 +104,7 @@ class Target:
                 "NGINX_PORT": port,
                 "NGINX_UPSTREAM": f"{UPSTREAM_NAME}:{self.gunicorn.port}",
                 "NGINX_RESOLVER": stack.dns.address,
-                "NGINX_STATIC_ROOT": stack.static_root,
+                "NGINX_STATIC_ROOT": static_root,
             },
             template_text=spec.template.read_text() if spec.template else None,
             image_workers=True,

@@ -8,25 +8,28 @@ import logging
 import re
 
 from django.core.exceptions import BadRequest
-from django.utils.deprecation import MiddlewareMixin
 from django.views.debug import SafeExceptionReporterFilter
 
 # Enough for any address list a proxy chain sends; the rest is cut off.
 MAX_CLIENT_LENGTH = 200
 
 
-class FormEncodingMiddleware(MiddlewareMixin):
+class FormEncodingMiddleware:
     """400 for a urlencoded body that is not UTF-8, before anything reads it:
     Django would decode it as Latin-1 and store bytes FF FE as "ÿþ". (Bad
     percent-encoded bytes become U+FFFD, which the form refuses itself.)"""
 
-    def process_request(self, request):
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
         urlencoded = request.content_type == "application/x-www-form-urlencoded"
         if urlencoded and request.method not in ("GET", "HEAD"):
             try:
                 request.body.decode("utf-8")
             except UnicodeDecodeError:
                 raise BadRequest("The form data is not valid UTF-8.") from None
+        return self.get_response(request)
 
 
 def one_line(text):

@@ -10,7 +10,6 @@ from django.db import DatabaseError, InterfaceError, OperationalError, connectio
 from django.db.migrations.loader import MigrationLoader
 from django.http import HttpResponse, JsonResponse
 from django.template.loader import render_to_string
-from django.utils.deprecation import MiddlewareMixin
 from psycopg.errors import UndefinedTable
 
 LIVENESS_PATH = "/healthz"
@@ -45,15 +44,18 @@ def readiness():
     return True, "ready"
 
 
-class HealthCheckMiddleware(MiddlewareMixin):
+class HealthCheckMiddleware:
     """First of all, so a probe is answered for any Host, without sessions or
     an HTTPS redirect; one through nginx (which sets X-Forwarded-For) is held
     to ALLOWED_HOSTS."""
 
-    def process_request(self, request):
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
         probe = request.path in (LIVENESS_PATH, READINESS_PATH)
         if not probe or request.method not in ("GET", "HEAD"):
-            return None
+            return self.get_response(request)
         if "HTTP_X_FORWARDED_FOR" in request.META:
             request.get_host()  # DisallowedHost (400) for an unknown host
         ready, status = (True, "ok") if request.path == LIVENESS_PATH else readiness()
@@ -62,9 +64,15 @@ class HealthCheckMiddleware(MiddlewareMixin):
         return response
 
 
-class DatabaseUnavailableMiddleware(MiddlewareMixin):
+class DatabaseUnavailableMiddleware:
     """A database that does not answer is an outage, not a bug: the visitor
     gets the 503 page with Retry-After, and the log one line, no traceback."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
 
     def process_exception(self, request, exception):
         if not isinstance(exception, OperationalError | InterfaceError):

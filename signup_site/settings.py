@@ -37,13 +37,15 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Turns a database outage in a view into the site's 503 page.
     "signup_site.health.DatabaseUnavailableMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    # Sessions, users and messages are for the admin only: the public pages
+    # never use them (signup_site.admin_only).
+    "signup_site.admin_only.AdminSessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     # Before anything reads a form: refuses a body that is not UTF-8.
     "signup_site.hardening.FormEncodingMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "signup_site.admin_only.AdminAuthenticationMiddleware",
+    "signup_site.admin_only.AdminMessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -102,7 +104,7 @@ STATICFILES_DIRS = [("site", BASE_DIR / "signup_site" / "static")]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
-        "BACKEND": "django.contrib.staticfiles.storage.ManifestStaticFilesStorage"
+        "BACKEND": "signup_site.static_storage.CachedManifestStaticFilesStorage"
     },
 }
 

@@ -368,11 +368,20 @@ def test_the_figures_the_docs_quote_are_the_ones_the_files_set():
     answer = float(setting(backend, r"^ANSWER_TIMEOUT = ([\d.]+)$"))
     health = float(setting(backend, r"^HEALTH_CHECK_TIMEOUT = ([\d.]+)$"))
     fail_fast = float(setting(backend, r"^FAIL_FAST = ([\d.]+)$"))
+    read_timeout = setting(
+        "docker/nginx/default.conf.template", r"proxy_read_timeout (\d+)s;"
+    )
+    lock_retry = setting(
+        "accounts/management/commands/bootstrap.py",
+        r"^MIGRATION_LOCK_TIMEOUT = ([\d.]+)$",
+    )
     quoted = {
         "operations.md": [
             f"cancels a lock wait after {lock} s and a statement after {statement} s",
             f"after {answer:g} s, or {health:g} s for the check of a reused connection",
             f"answers the 503 page at once for {fail_fast:g} s",
+            f"gives each lock {float(lock_retry):g} s (`--lock-timeout`)",
+            f"At most {read_timeout} s, nginx's `proxy_read_timeout`",
             f"`stop_grace_period` ({web_stop.removesuffix('s')} s)",
             f"gunicorn's graceful timeout ({graceful} s)",
         ],
@@ -380,6 +389,8 @@ def test_the_figures_the_docs_quote_are_the_ones_the_files_set():
             f"Bodies over {body} KiB",
             f"lock {lock} s and statement {statement} s on the server, "
             f"{answer:g} s for any answer",
+            f"{health:g} s for the health check of a reused connection",
+            f"its own 504 page after {read_timeout} s",
         ],
         "configuration.md": [
             f"re-resolved every {resolve} s",

@@ -25,7 +25,7 @@ bind = _env.list("GUNICORN_BIND", default=["0.0.0.0:8000"])
 # clients never hold a worker.
 workers = _env.integer("WEB_CONCURRENCY", 3, minimum=1)
 worker_class = "sync"
-# Below nginx's 60 s proxy_read_timeout, so gunicorn ends a stuck request first.
+# A stuck worker is killed; longer than any database wait the site allows.
 timeout = _env.integer("GUNICORN_TIMEOUT", 30, minimum=1)
 # As long as a request may run; the container's stop grace period must exceed it.
 graceful_timeout = _env.integer("GUNICORN_GRACEFUL_TIMEOUT", 30, minimum=0)

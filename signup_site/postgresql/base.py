@@ -1,8 +1,8 @@
 """
 Django's PostgreSQL backend with every wait for the database bounded once
 bound_waits() is called, as signup_site.wsgi does (a management command, such
-as a long migration, is left alone): a hung database costs a visitor a few
-seconds and the 503 page, never a worker killed by gunicorn's timeout.
+as a long migration, is left alone): a locked table or a hung database costs a
+visitor a bounded wait and the 503 page, never a worker killed by gunicorn.
 """
 
 import time
@@ -10,19 +10,22 @@ import time
 import psycopg
 from django.db import OperationalError
 from django.db.backends.postgresql import base
-from django.db.utils import DatabaseErrorWrapper
-from django.utils.functional import cached_property
-from psycopg import errors
+from psycopg import errors, waiting
 
-LOCK_TIMEOUT_MS = 1000
-STATEMENT_TIMEOUT_MS = 3000
+# Long enough for what briefly locks a table (an index build, a migration's
+# ALTER TABLE waiting behind a read), well inside gunicorn's 30 s timeout.
+LOCK_TIMEOUT_MS = 10000
+# Longer than the lock timeout, so that a lock wait is reported as one.
+STATEMENT_TIMEOUT_MS = 12000
 # The site's own clock, which a frozen server cannot stop; longer than the
-# statement timeout, so that a live server answers first.
-ANSWER_TIMEOUT = 4.0
-# A reused connection's SELECT 1; failing it only costs a new connection.
+# statement timeout, so that a live server always answers first.
+ANSWER_TIMEOUT = 15.0
+# A reused connection's SELECT 1, which waits for no lock: a frozen server
+# is found here, at the start of a request.
 HEALTH_CHECK_TIMEOUT = 1.0
-# After giving up, every access fails at once for this long, so visitors get
-# the 503 page instead of queueing behind waiting workers.
+# After the server stopped answering, every access fails at once for this
+# long, so visitors get the 503 page instead of queueing behind waiting
+# workers. A lock or statement timeout is an answer, and never opens it.
 FAIL_FAST = 5.0
 # Closes an idle connection whose peer is really gone.
 KEEPALIVES = {
@@ -31,10 +34,6 @@ KEEPALIVES = {
     "keepalives_interval": 5,
     "keepalives_count": 3,
 }
-
-# Waited for the database in vain; a merely slow statement (QueryCanceled)
-# says nothing about the next one.
-WAITED_IN_VAIN = (errors.ConnectionTimeout, errors.LockNotAvailable)
 
 _bounded = False
 _gave_up_at = None
@@ -59,25 +58,39 @@ class BoundedConnection(psycopg.Connection):
     def wait(self, gen, interval=0.1, timeout=None):
         limit = self.answer_timeout if timeout is None else timeout
         try:
-            return super().wait(gen, interval=interval, timeout=limit)
+            # psycopg's own wait() is this call and a Ctrl-C handler, which a
+            # gunicorn worker does not need: one call less per exchange.
+            return waiting.wait(
+                gen, self.pgconn.socket, interval=interval, timeout=limit
+            )
         except errors._WaitTimeout:
             _give_up()
             self.close()
-            # The server, once awake, finds its client gone and rolls back.
+            # A statement the server already has may still complete if it wakes.
             raise errors.OperationalError(
                 f"the database did not answer within {limit:g} s; "
                 "the connection was closed"
             ) from None
 
 
-class _GiveUpRecorder(DatabaseErrorWrapper):
-    def __exit__(self, exc_type, exc_value, traceback):
-        if exc_type is not None and issubclass(exc_type, WAITED_IN_VAIN):
-            _give_up()
-        return super().__exit__(exc_type, exc_value, traceback)
+class _Psycopg:
+    """psycopg as Django's backend reaches it (self.Database), whose connect()
+    makes a BoundedConnection while waits are bounded. Made as one from the
+    start: a connection whose class is changed afterwards loses CPython's fast
+    attribute lookups, which cost more than wait() itself."""
+
+    def __getattr__(self, name):
+        return getattr(psycopg, name)
+
+    @staticmethod
+    def connect(**params):
+        connection_class = BoundedConnection if _bounded else psycopg.Connection
+        return connection_class.connect(**params)
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
+    Database = _Psycopg()
+
     def get_connection_params(self):
         params = {**KEEPALIVES, **super().get_connection_params()}
         if _bounded:
@@ -89,11 +102,12 @@ class DatabaseWrapper(base.DatabaseWrapper):
         return params
 
     def get_new_connection(self, conn_params):
-        connection = super().get_new_connection(conn_params)
-        if _bounded:
-            # Differs only in wait(), which every exchange goes through.
-            connection.__class__ = BoundedConnection
-        return connection
+        try:
+            return super().get_new_connection(conn_params)
+        except errors.ConnectionTimeout:
+            if _bounded:
+                _give_up()  # no answer within connect_timeout
+            raise
 
     def fail_fast(self):
         if _bounded and _gave_up_at is not None:
@@ -121,7 +135,3 @@ class DatabaseWrapper(base.DatabaseWrapper):
             return super().is_usable()
         finally:
             self.connection.answer_timeout = ANSWER_TIMEOUT
-
-    @cached_property
-    def wrap_database_errors(self):
-        return _GiveUpRecorder(self)

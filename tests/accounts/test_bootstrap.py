@@ -235,9 +235,10 @@ def test_verbosity_zero_prints_nothing_on_success(settings):
     assert User.objects.filter(username="owner").exists()
 
 
-def test_a_negative_timeout_is_refused():
-    with pytest.raises(CommandError, match="--timeout must be zero or more seconds"):
-        call_command("bootstrap", "--timeout", "-1")
+@pytest.mark.parametrize("option", ["--timeout", "--lock-timeout", "--migrate-timeout"])
+def test_a_negative_timeout_is_refused(option):
+    with pytest.raises(CommandError, match=f"^{option} must be zero or more seconds"):
+        call_command("bootstrap", option, "-1")
 
 
 @pytest.mark.django_db

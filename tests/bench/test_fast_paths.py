@@ -1,22 +1,26 @@
 """
 The performance work changed how some things are done, never what they do:
-a sign-up is one statement; the export formats timestamps in PostgreSQL; the
-admin finds its date hierarchy with index lookups, counts a one-page result
-from the page, and hides the date drill-down while searching. Each is checked
-here against what Django itself (or the previous code) gives.
+a sign-up is one exchange with the server; the export formats timestamps in
+PostgreSQL; the admin finds its date hierarchy with index lookups, counts a
+one-page result from the page, and hides the date drill-down while searching.
+Each is checked here against what Django itself (or the previous code) gives.
 """
 
 import csv
 import io
+import tempfile
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext, override_settings
+from psycopg.pq import Trace
 
 from accounts.admin import ChangeListQuerySet, FirstPagePaginator
 from accounts.export import csv_batches, csv_chunks, neutralise
 from accounts.models import Signup
+from tests.support.forms import signed
 
 pytestmark = pytest.mark.django_db
 CHANGELIST = "/admin/accounts/signup/"
@@ -58,16 +62,64 @@ def python_csv(queryset):
     return out.getvalue()
 
 
-def test_register_is_one_insert_statement():
-    with CaptureQueriesContext(connection) as queries:
+@contextmanager
+def exchanges():
+    """The statements sent on Django's connection, one per exchange with the
+    server: what libpq's trace shows between two ReadyForQuery messages."""
+    connection.ensure_connection()
+    pgconn = connection.connection.pgconn
+    sent = []
+    with tempfile.TemporaryFile() as trace:
+        pgconn.trace(trace.fileno())
+        pgconn.set_trace_flags(Trace.SUPPRESS_TIMESTAMPS | Trace.REGRESS_MODE)
+        try:
+            yield sent
+        finally:
+            pgconn.untrace()
+        trace.seek(0)
+        statements = []
+        for line in trace.read().decode().splitlines():
+            sender, _length, message, *rest = line.split("\t")
+            if sender == "F" and message in ("Query", "Parse"):
+                # Query "SQL", or Parse "name" "SQL" ...: the SQL, unquoted.
+                statements.append(
+                    rest[0].strip().removeprefix('"" ')[1:].rpartition('"')[0]
+                )
+            elif sender == "B" and message == "ReadyForQuery":
+                sent.append(" ".join(statements))
+                statements = []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_register_is_one_exchange_with_no_transaction_around_it():
+    with exchanges() as sent:
         Signup.objects.register({"name": "Ada", "email": "ada@example.com"})
 
-    assert len(queries) == 1
-    assert "ON CONFLICT DO NOTHING" in queries[0]["sql"]
+    assert len(sent) == 1, sent
+    assert sent[0].startswith('INSERT INTO "accounts_signup"'), sent
+    assert sent[0].endswith("ON CONFLICT DO NOTHING"), sent
     Signup.objects.register({"name": "Someone", "email": "ADA@example.com"})
     assert list(Signup.objects.values_list("name", "email")) == [
         ("Ada", "ada@example.com")
     ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_sign_up_costs_two_exchanges_the_health_check_and_the_insert(client):
+    client.get("/")
+    token = client.cookies["csrftoken"].value
+    form = signed(
+        {"csrfmiddlewaretoken": token, "name": "Ada", "email": "ada@example.com"}
+    )
+
+    with exchanges() as sent:
+        # What request_started does under gunicorn (the test client does not).
+        connection.close_if_unusable_or_obsolete()
+        response = client.post("/", form)
+
+    assert response.status_code == 302
+    assert [statement.split()[0] for statement in sent] == ["SELECT", "INSERT"], sent
+    assert sent[0] == "SELECT 1"
 
 
 @pytest.mark.parametrize("time_zone", ["UTC", "America/New_York", "Asia/Kolkata"])

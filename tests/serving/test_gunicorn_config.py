@@ -9,11 +9,11 @@ import subprocess
 import time
 
 from loopback.gunicorn import gunicorn_command
-from loopback.nginx import TEMPLATE
 from loopback.processes import free_port
+from signup_site.postgresql import base
 from tests.support.commands import PROJECT_ROOT
 from tests.support.commands import site_environment as bare_environment
-from tests.support.stack import site_environment
+from tests.support.stack import nginx_seconds, site_environment
 
 VALID_SITE = {"POSTGRES_PASSWORD": "x"}  # settings are loaded, no connection made
 
@@ -35,12 +35,6 @@ def printed_config(**environment):
     )
     assert result.returncode == 0, result.stderr
     return dict(re.findall(r"^(\w+)\s+= (.*)$", result.stdout, re.MULTILINE))
-
-
-def nginx_seconds(directive):
-    match = re.search(rf"^\s*{directive}\s+(\d+)s;", TEMPLATE.read_text(), re.MULTILINE)
-    assert match, directive
-    return int(match.group(1))
 
 
 def test_check_config_passes_with_a_valid_environment():
@@ -73,11 +67,17 @@ def test_defaults_suit_a_container_behind_nginx():
     assert "%(L)s" in config["access_log_format"]
 
 
-def test_gunicorn_gives_up_on_a_request_before_nginx_does():
-    timeout = int(printed_config()["timeout"])
+def test_the_site_ends_a_database_wait_before_nginx_or_gunicorn_give_up():
+    """A lock wait is reported as one, the server answers before the site's
+    own clock runs out, and the site's 503 page comes before nginx stops
+    waiting (the longest a visitor waits) or gunicorn kills the worker."""
+    lock = base.LOCK_TIMEOUT_MS / 1000
+    statement = base.STATEMENT_TIMEOUT_MS / 1000
+    longest_wait = base.HEALTH_CHECK_TIMEOUT + base.ANSWER_TIMEOUT
 
-    assert timeout < nginx_seconds("proxy_read_timeout")
-    assert timeout < nginx_seconds("proxy_send_timeout")
+    assert lock < statement < base.ANSWER_TIMEOUT
+    assert longest_wait < nginx_seconds("proxy_read_timeout")
+    assert longest_wait < int(printed_config()["timeout"])
 
 
 def test_the_environment_overrides_the_defaults(tmp_path):

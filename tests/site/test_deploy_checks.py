@@ -12,7 +12,7 @@ from tests.support.commands import (
 HTTPS_ONLY_WARNINGS = {
     "security.W004",  # SECURE_HSTS_SECONDS: HSTS means nothing over http
     "security.W008",  # SECURE_SSL_REDIRECT
-    "security.W012",  # SESSION_COOKIE_SECURE
+    "security.W010",  # SESSION_COOKIE_SECURE
     "security.W016",  # CSRF_COOKIE_SECURE
 }
 

@@ -1,11 +1,12 @@
 """
-Django's session, authentication and message middleware: the public pages
-never load the session of a logged-in owner (nothing on them reads it), and
-the admin logs in, keeps its session and shows its messages.
+Sessions, users and messages run for the admin only (signup_site.admin_only):
+the public pages do no session work even for a logged-in owner, and the admin
+still logs in, keeps its session and shows its messages.
 """
 
 import pytest
 from django.db import connection
+from django.http import HttpResponse
 from django.test.utils import CaptureQueriesContext
 
 from accounts.models import Signup
@@ -23,7 +24,8 @@ def test_public_pages_never_read_the_session_of_a_logged_in_owner(admin_client, 
     assert response.status_code in (200, 404)
     assert [query["sql"] for query in queries] == []
     assert "sessionid" not in response.cookies
-    assert not response.wsgi_request.session.accessed
+    assert not hasattr(response.wsgi_request, "session")
+    assert not hasattr(response.wsgi_request, "user")
 
 
 def test_a_public_sign_up_by_a_logged_in_owner_is_stored(admin_client):
@@ -66,8 +68,34 @@ def test_the_admin_without_a_session_still_asks_for_a_login(client):
     assert response["Location"].startswith("/admin/login/")
 
 
-def test_a_public_view_can_read_who_is_logged_in(admin_client, owner):
-    response = admin_client.get("/")
+@pytest.mark.parametrize("admin_url", ["admin/", "office/admin/"])
+def test_the_admin_wherever_it_lives_has_sessions_users_and_messages(
+    rf, settings, admin_url
+):
+    from signup_site.admin_only import (
+        AdminAuthenticationMiddleware,
+        AdminMessageMiddleware,
+        AdminSessionMiddleware,
+    )
 
-    assert response.status_code == 200
-    assert response.wsgi_request.user == owner
+    settings.ADMIN_URL = admin_url
+    seen = {}
+
+    def view(request):
+        seen[request.path] = [
+            hasattr(request, name) for name in ("session", "user", "_messages")
+        ]
+        return HttpResponse()
+
+    stack = AdminSessionMiddleware(
+        AdminAuthenticationMiddleware(AdminMessageMiddleware(view))
+    )
+    for path in (f"/{admin_url}", f"/{admin_url}login/", "/", "/thanks/"):
+        stack(rf.get(path))
+
+    assert seen == {
+        f"/{admin_url}": [True, True, True],
+        f"/{admin_url}login/": [True, True, True],
+        "/": [False, False, False],
+        "/thanks/": [False, False, False],
+    }

@@ -6,6 +6,7 @@ server, with the helpers the serving and browser tests share.
 
 import contextlib
 import json
+import re
 import shutil
 import threading
 import uuid
@@ -18,7 +19,7 @@ import requests
 from loopback.browser import admin_login, form_token
 from loopback.dns import FakeDNS
 from loopback.gunicorn import Gunicorn
-from loopback.nginx import UPSTREAM_NAME, Nginx, nginx_hsts
+from loopback.nginx import TEMPLATE, UPSTREAM_NAME, Nginx, nginx_hsts
 from loopback.processes import ProcessGroup, free_port, make_workdir, wait_for
 from tests.support.commands import TEST_SECRET_KEY, manage
 from tests.support.commands import site_environment as _site_environment
@@ -29,6 +30,13 @@ SITE_SETTINGS = "tests.serving.site_settings"
 # A page nginx passes to the site that needs no database: what the tests ask
 # for to see that nginx reaches gunicorn (nginx answers /healthz itself, 404).
 PROXIED_PROBE = "/thanks/"
+
+
+def nginx_seconds(directive):
+    """The seconds DIRECTIVE (a timeout) is set to in the nginx template."""
+    match = re.search(rf"^\s*{directive}\s+(\d+)s;", TEMPLATE.read_text(), re.MULTILINE)
+    assert match, directive
+    return int(match.group(1))
 
 
 def site_environment(**overrides):

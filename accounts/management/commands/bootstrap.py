@@ -14,12 +14,17 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import OperationalError, connection
 from django.db.migrations.executor import MigrationExecutor
+from psycopg.errors import LockNotAvailable
 
 # Any fixed 64-bit number works; every replica must use the same one.
 # (Derived from the ASCII of "signupmg".)
 MIGRATION_LOCK_KEY = 0x7369676E75706D67
 FIRST_RETRY_DELAY = 0.5
 MAX_RETRY_DELAY = 5.0
+# A migration waiting for a table lock makes every later query of that table
+# (each sign-up) wait behind it: it steps back after this long and retries.
+MIGRATION_LOCK_TIMEOUT = 3.0
+MAX_MIGRATION_RETRY_DELAY = 30.0
 
 # A failed connection carries no SQLSTATE, only libpq's text (English in the
 # official image): patterns of it, and the cause in plain words.
@@ -69,6 +74,21 @@ class Command(BaseCommand):
             help="Seconds to keep retrying the connection (default: 60).",
         )
         parser.add_argument(
+            "--lock-timeout",
+            type=float,
+            default=MIGRATION_LOCK_TIMEOUT,
+            help="Seconds a migration waits for a table lock before it steps "
+            "back and retries, so the site never waits longer behind it "
+            f"(default: {MIGRATION_LOCK_TIMEOUT:g}; 0 waits as long as it takes).",
+        )
+        parser.add_argument(
+            "--migrate-timeout",
+            type=float,
+            default=60.0,
+            help="Seconds to keep retrying migrations that cannot get their "
+            "locks (default: 60).",
+        )
+        parser.add_argument(
             "--noinput",
             "--no-input",
             action="store_false",
@@ -77,8 +97,10 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options):
-        if options["timeout"] < 0:
-            raise CommandError("--timeout must be zero or more seconds.")
+        for option in ("timeout", "lock_timeout", "migrate_timeout"):
+            if options[option] < 0:
+                name = option.replace("_", "-")
+                raise CommandError(f"--{name} must be zero or more seconds.")
         self.verbose = options["verbosity"] >= 1
         started = time.monotonic()
         self.wait_for_database(options["timeout"])
@@ -150,13 +172,54 @@ class Command(BaseCommand):
         plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
         if not plan:
             return "schema already up to date"
-        call_command(
-            "migrate",
-            interactive=options["interactive"],
-            verbosity=options["verbosity"],
-            stdout=options.get("stdout") or sys.stdout,
-        )
+        deadline = time.monotonic() + options["migrate_timeout"]
+        delay = FIRST_RETRY_DELAY
+        with self.lock_timeout(options["lock_timeout"]):
+            for attempt in itertools.count(1):
+                try:
+                    call_command(
+                        "migrate",
+                        interactive=options["interactive"],
+                        verbosity=options["verbosity"],
+                        stdout=options.get("stdout") or sys.stdout,
+                    )
+                    break
+                except OperationalError as exc:
+                    # The failed migration was rolled back; the ones before
+                    # it stay applied, and the next attempt goes on from there.
+                    if not isinstance(exc.__cause__, LockNotAvailable):
+                        raise
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise CommandError(
+                            "Migrations could not get their table locks within "
+                            f"{options['migrate_timeout']:g} s: another session "
+                            "holds them (see pg_stat_activity)."
+                        ) from exc
+                    if self.verbose:
+                        self.stderr.write(
+                            f"A migration waited {options['lock_timeout']:g} s "
+                            "for a table lock and stepped back so that the site "
+                            f"is not held up; retrying in {min(delay, remaining):.1f}"
+                            f" s (attempt {attempt}, {remaining:.0f} s left)"
+                        )
+                    time.sleep(min(delay, remaining))
+                    delay = min(delay * 2, MAX_MIGRATION_RETRY_DELAY)
         return f"{len(plan)} migration{'s' if len(plan) != 1 else ''} applied"
+
+    @contextmanager
+    def lock_timeout(self, seconds):
+        """This session's lock_timeout is SECONDS (0: none) while inside."""
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT set_config('lock_timeout', %s, false)",
+                [f"{round(seconds * 1000)}ms"],
+            )
+        try:
+            yield
+        finally:
+            with suppress(OperationalError), connection.cursor() as cursor:
+                cursor.execute("RESET lock_timeout")
 
     def create_superuser(self):
         """Create the configured admin account if absent; say what happened."""

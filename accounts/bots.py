@@ -67,7 +67,8 @@ def refusal(form_data):
     if age > MAX_AGE_SECONDS:
         return Reason.OLD_TOKEN
     # A negative age (a clock behind the one that drew the form) is too fast.
-    if age < settings.SIGNUP_MIN_FILL_SECONDS:
+    minimum = settings.SIGNUP_MIN_FILL_SECONDS
+    if minimum and age < minimum:
         return Reason.TOO_FAST
     return None
 
@@ -77,11 +78,11 @@ def token_for_form_shown_again(form_data, reason):
     the same render time if it had a valid one, since the person has been on
     the form since then; after a refusal for speed or age, one that is old
     enough already, so the person's next click is never too fast."""
-    if reason is None:
-        return form_data[TOKEN_FIELD]
     if reason in (Reason.TOO_FAST, Reason.OLD_TOKEN):
         return issue_token(now=time.time() - settings.SIGNUP_MIN_FILL_SECONDS)
-    return issue_token()
+    # A trap or a forged token gets its own token back, as a person's form
+    # with errors does: the page must not tell a script what was noticed.
+    return form_data.get(TOKEN_FIELD) or issue_token()
 
 
 def record(request, reason):

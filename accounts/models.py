@@ -32,6 +32,15 @@ class SignupQuerySet(models.QuerySet):
         round trip, and PostgreSQL settles a race between two identical ones."""
         connection = connections[self._db or router.db_for_write(self.model)]
         quote = connection.ops.quote_name
+        # A field with a Python-side default has none in the database.
+        fields = {
+            **{
+                field.name: field.get_default()
+                for field in self.model._meta.concrete_fields
+                if field.has_default() and not field.primary_key
+            },
+            **fields,
+        }
         model_fields = [self.model._meta.get_field(name) for name in fields]
         columns = ", ".join(quote(field.column) for field in model_fields)
         values = [

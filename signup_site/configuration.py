@@ -212,6 +212,18 @@ def _database(env):
     return database
 
 
+def _min_fill_seconds(env):
+    seconds = env.seconds("SIGNUP_MIN_FILL_SECONDS", DEFAULT_MIN_FILL)
+    # A form token is good for a day: a longer minimum would refuse them all.
+    if seconds >= 3600:
+        env.problems.append(
+            f"SIGNUP_MIN_FILL_SECONDS={env.raw('SIGNUP_MIN_FILL_SECONDS')!r} is "
+            "longer than a person needs: use fewer than 3600 seconds."
+        )
+        return DEFAULT_MIN_FILL
+    return seconds
+
+
 def _admin_url(env):
     value = env.string("DJANGO_ADMIN_URL", DEFAULT_ADMIN_URL)
     if ADMIN_URL_PATTERN.fullmatch(value):
@@ -271,7 +283,7 @@ def load(environ_=None):
         hsts_preload=env.boolean("DJANGO_HSTS_PRELOAD", True),
         conn_max_age=env.integer("DJANGO_CONN_MAX_AGE", 60),
         admin_url=_admin_url(env),
-        min_fill_seconds=env.seconds("SIGNUP_MIN_FILL_SECONDS", DEFAULT_MIN_FILL),
+        min_fill_seconds=_min_fill_seconds(env),
     )
     if env.problems:
         raise ConfigurationError(env.problems)

@@ -30,13 +30,16 @@ class ExtendedSignupForm(SignupForm):
 
 @pytest.fixture
 def extended_site(db, monkeypatch):
-    """The site with ExtendedSignupForm, and Signup with topic and consent
-    columns (added inside the test's transaction, so rolled back with it)."""
+    """The site with ExtendedSignupForm, and Signup with topic, consent and
+    source columns (added inside the test's transaction, so rolled back with
+    it)."""
     added = [
         models.CharField("topic", max_length=20, default=""),
         models.BooleanField("consent", default=False),
+        # On the model only, with a default Django keeps in Python.
+        models.CharField("source", max_length=20, default="the form"),
     ]
-    for name, field in zip(["topic", "consent"], added, strict=True):
+    for name, field in zip(["topic", "consent", "source"], added, strict=True):
         field.contribute_to_class(Signup, name)
     with connection.schema_editor() as editor:
         for field in added:
@@ -92,3 +95,11 @@ def test_the_added_fields_are_stored_and_the_form_only_ones_are_not(
     assert response.status_code == 302
     stored = Signup.objects.values("name", "email", "topic", "consent").get()
     assert stored == {**data, "consent": True}
+
+
+def test_a_model_field_the_form_lacks_is_stored_with_its_default(client, extended_site):
+    data = {"name": "Ada", "email": "ada@example.com", "topic": "news"}
+    response = client.post("/", signed({**data, "consent": "on"}))
+
+    assert response.status_code == 302
+    assert Signup.objects.values_list("source", flat=True).get() == "the form"

@@ -372,3 +372,41 @@ def test_bootstrap_in_process_waits_for_a_held_migration_lock():
         thread.join(timeout=30)
     assert finished.is_set()
     assert "Database ready (schema already up to date" in output.getvalue()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("atomic", "lock_timeout"), [(True, "3s"), (False, "0")])
+def test_migrations_wait_for_locks_without_a_limit_only_when_one_is_not_atomic(
+    monkeypatch, atomic, lock_timeout
+):
+    """A non-atomic migration cut short by the lock timeout could leave half
+    its work (an invalid index) for the retry to trip over."""
+    from accounts.management.commands import bootstrap
+
+    class Pending:
+        pass
+
+    pending = Pending()
+    pending.atomic = atomic
+    monkeypatch.setattr(
+        bootstrap.MigrationExecutor,
+        "migration_plan",
+        lambda self, targets: [(pending, False)],
+    )
+    seen = []
+
+    def migrate(*args, **kwargs):
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW lock_timeout")
+            seen.append(cursor.fetchone()[0])
+
+    monkeypatch.setattr(bootstrap, "call_command", migrate)
+    err = StringIO()
+
+    call_command("bootstrap", stdout=StringIO(), stderr=err)
+
+    assert seen == [lock_timeout]
+    assert ("not atomic" in err.getvalue()) is not atomic
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW lock_timeout")
+        assert cursor.fetchone()[0] == "0"  # reset afterwards

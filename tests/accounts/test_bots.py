@@ -20,6 +20,7 @@ pytestmark = pytest.mark.django_db
 
 ADA = {"name": "Ada Lovelace", "email": "ada@example.com"}
 RESEND = "Please check your details and send the form again."
+TOKEN = bots.TOKEN_FIELD
 Reason = RefusalTally.Reason
 
 
@@ -88,6 +89,35 @@ def test_a_script_with_bad_fields_gets_the_errors_a_person_gets(client):
     assert "Please enter a valid email address" in response.content.decode()
     assert Signup.objects.count() == 0
     assert counted() == {Reason.TRAP: 1}
+
+
+@pytest.mark.parametrize(
+    "token",
+    [signed({})[TOKEN], "1AbCdE:forgedsignature"],
+    ids=["a minute old", "forged"],
+)
+@pytest.mark.parametrize("trap", ["", "x"], ids=["trap empty", "trap filled"])
+def test_a_form_with_errors_carries_back_the_token_it_was_sent_with(
+    client, token, trap
+):
+    """Whatever was noticed (a forged token, a filled trap), the page a form
+    with errors gets back is the one a person's gets: its own token."""
+    data = {"name": "Ada", "email": "broken", "leave_empty": trap, TOKEN: token}
+
+    response = client.post("/", data)
+
+    assert response.status_code == 200
+    assert "Please enter a valid email address" in response.content.decode()
+    assert page_token(response) == token
+
+
+def test_a_clock_behind_is_no_refusal_when_the_time_check_is_off(client, settings):
+    settings.SIGNUP_MIN_FILL_SECONDS = 0
+
+    response = client.post("/", signed(ADA, age=-5))
+
+    assert response.status_code == 302
+    assert Signup.objects.count() == 1
 
 
 def test_a_trap_filled_after_a_long_pause_is_still_refused(client):

@@ -100,6 +100,13 @@ def test_the_minimum_fill_time_is_seconds_with_a_fraction(value, seconds):
     assert load(environment).min_fill_seconds == seconds
 
 
+def test_a_minimum_fill_time_of_an_hour_or_more_is_a_problem():
+    assert problems({**BASE, "SIGNUP_MIN_FILL_SECONDS": "3600"}) == [
+        "SIGNUP_MIN_FILL_SECONDS='3600' is longer than a person needs: use"
+        " fewer than 3600 seconds."
+    ]
+
+
 @pytest.mark.parametrize("value", ["-1", "1,5", ".5", "2s", "\u0663"])
 def test_a_minimum_fill_time_that_is_not_seconds_is_a_problem(value):
     assert problems({**BASE, "SIGNUP_MIN_FILL_SECONDS": value}) == [

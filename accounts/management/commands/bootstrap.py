@@ -174,7 +174,18 @@ class Command(BaseCommand):
             return "schema already up to date"
         deadline = time.monotonic() + options["migrate_timeout"]
         delay = FIRST_RETRY_DELAY
-        with self.lock_timeout(options["lock_timeout"]):
+        lock_timeout = options["lock_timeout"]
+        if any(not migration.atomic for migration, _backwards in plan):
+            # One cut short can leave half its work (an invalid index) for the
+            # retry to trip over; such migrations take only locks that do not
+            # hold sign-ups up (docs/operations.md#migrations-under-load).
+            lock_timeout = 0
+            if self.verbose:
+                self.stderr.write(
+                    "A migration that is not atomic is pending: the migrations "
+                    "wait for their locks as long as it takes."
+                )
+        with self.lock_timeout(lock_timeout):
             for attempt in itertools.count(1):
                 try:
                     call_command(
@@ -198,7 +209,7 @@ class Command(BaseCommand):
                         ) from exc
                     if self.verbose:
                         self.stderr.write(
-                            f"A migration waited {options['lock_timeout']:g} s "
+                            f"A migration waited {lock_timeout:g} s "
                             "for a table lock and stepped back so that the site "
                             f"is not held up; retrying in {min(delay, remaining):.1f}"
                             f" s (attempt {attempt}, {remaining:.0f} s left)"

@@ -192,7 +192,7 @@ Run on {started} ({minutes:.1f} min).
   token, Origin and Host as a browser at `http://localhost:<port>`, and one
   page's sign-up form token, sent once it was older than the minimum fill
   time: every POST passes the token's signature and time checks.
-- nginx: the project's template (`docker/nginx/default.conf.template`) in the
+- nginx: the project's template (`nginx/default.conf.template`) in the
   official image's nginx.conf (`worker_processes auto`), rendered with envsubst
   as the serving tests do (rate limits lifted: every request comes from
   127.0.0.1), one per target; upstream `web` resolved by the stand-in for

@@ -13,8 +13,8 @@ from loopback.processes import PROJECT_ROOT, LogFile, stop_process, wait_for
 
 NGINX_BINARY = Path("/usr/sbin/nginx")
 MIME_TYPES = Path("/etc/nginx/mime.types")
-TEMPLATE = PROJECT_ROOT / "docker" / "nginx" / "default.conf.template"
-HSTS_SCRIPT = PROJECT_ROOT / "docker" / "nginx" / "hsts.envsh"
+TEMPLATE = PROJECT_ROOT / "nginx" / "default.conf.template"
+HSTS_SCRIPT = PROJECT_ROOT / "nginx" / "hsts.envsh"
 UPSTREAM_NAME = "web"
 
 TEMPLATE_VARIABLES = (

@@ -90,7 +90,7 @@ class EnvironmentReader:
         value = self.string(name)
         if value is None:
             return default
-        # Digits only, the rule docker/nginx/hsts.envsh applies too.
+        # Digits only, the rule nginx/hsts.envsh applies too.
         if re.fullmatch("[0-9]+", value) and int(value) >= minimum:
             return int(value)
         return self._problem(name, default, f"a whole number of at least {minimum}")

@@ -349,12 +349,8 @@ def test_the_figures_the_docs_quote_are_the_ones_the_files_set():
     graceful = setting(
         "docker/web/gunicorn.conf.py", r'"GUNICORN_GRACEFUL_TIMEOUT", (\d+)'
     )
-    body = setting(
-        "docker/nginx/default.conf.template", r"client_max_body_size (\d+)k;"
-    )
-    resolve = setting(
-        "docker/nginx/default.conf.template", r"resolver \S+ valid=(\d+)s"
-    )
+    body = setting("nginx/default.conf.template", r"client_max_body_size (\d+)k;")
+    resolve = setting("nginx/default.conf.template", r"resolver \S+ valid=(\d+)s")
     keep = setting("docker/db/backup.sh", r'keep="\$\{BACKUP_KEEP:-(\d+)\}"')
     start_period = setting("docker/Dockerfile", r"--start-period=(\d+)s.*\n.*readyz")
     swarm_monitor = swarm_web["deploy"]["update_config"]["monitor"]
@@ -368,9 +364,7 @@ def test_the_figures_the_docs_quote_are_the_ones_the_files_set():
     answer = float(setting(backend, r"^ANSWER_TIMEOUT = ([\d.]+)$"))
     health = float(setting(backend, r"^HEALTH_CHECK_TIMEOUT = ([\d.]+)$"))
     fail_fast = float(setting(backend, r"^FAIL_FAST = ([\d.]+)$"))
-    read_timeout = setting(
-        "docker/nginx/default.conf.template", r"proxy_read_timeout (\d+)s;"
-    )
+    read_timeout = setting("nginx/default.conf.template", r"proxy_read_timeout (\d+)s;")
     lock_retry = setting(
         "accounts/management/commands/bootstrap.py",
         r"^MIGRATION_LOCK_TIMEOUT = ([\d.]+)$",

@@ -1,5 +1,5 @@
 """
-nginx in a Kubernetes pod: docker/nginx/resolver.envsh turns NGINX_RESOLVER=local
+nginx in a Kubernetes pod: nginx/resolver.envsh turns NGINX_RESOLVER=local
 into the nameservers of resolv.conf, and with the nginx pod's environment as
 the kubelet expands it, real nginx reaches web through a DNS server that, like
 a cluster's, answers only the fully qualified name.
@@ -19,7 +19,7 @@ from tests.support.ci import require_program
 from tests.support.commands import PROJECT_ROOT
 from tests.support.stack import nginx_before_echo
 
-HOOK = PROJECT_ROOT / "docker" / "nginx" / "resolver.envsh"
+HOOK = PROJECT_ROOT / "nginx" / "resolver.envsh"
 
 
 def source_hook(**environment):
@@ -62,7 +62,7 @@ def test_the_image_runs_the_hook_between_local_resolvers_and_the_template():
     copied = [
         line.split()[-1]
         for line in nginx_stage.splitlines()
-        if line.startswith("COPY docker/nginx/resolver.envsh ")
+        if line.startswith("COPY nginx/resolver.envsh ")
     ]
 
     assert len(copied) == 1

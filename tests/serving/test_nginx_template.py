@@ -1,5 +1,5 @@
 """
-docker/nginx/default.conf.template on its own: its variables, how it is rendered,
+nginx/default.conf.template on its own: its variables, how it is rendered,
 and whether nginx accepts the result with the values Compose gives it.
 """
 

@@ -1,4 +1,5 @@
 from datetime import datetime, time, timedelta
+from functools import cache
 
 from django.db import connections, models, router
 from django.db.models.functions import Lower, Now
@@ -11,6 +12,17 @@ EMAIL_UNIQUE_CONSTRAINT = "accounts_signup_email_ci_unique"
 def start_of_day(day):
     """The moment DAY begins in the current time zone."""
     return timezone.make_aware(datetime.combine(day, time.min))
+
+
+@cache
+def python_defaults(model):
+    """MODEL's fields whose default Django keeps in Python, none in the
+    database: an INSERT that leaves them out must send it."""
+    return [
+        field
+        for field in model._meta.concrete_fields
+        if field.has_default() and not field.primary_key
+    ]
 
 
 class SignupQuerySet(models.QuerySet):
@@ -32,15 +44,10 @@ class SignupQuerySet(models.QuerySet):
         round trip, and PostgreSQL settles a race between two identical ones."""
         connection = connections[self._db or router.db_for_write(self.model)]
         quote = connection.ops.quote_name
-        # A field with a Python-side default has none in the database.
-        fields = {
-            **{
-                field.name: field.get_default()
-                for field in self.model._meta.concrete_fields
-                if field.has_default() and not field.primary_key
-            },
-            **fields,
+        defaults = {
+            field.name: field.get_default() for field in python_defaults(self.model)
         }
+        fields = {**defaults, **fields}
         model_fields = [self.model._meta.get_field(name) for name in fields]
         columns = ", ".join(quote(field.column) for field in model_fields)
         values = [

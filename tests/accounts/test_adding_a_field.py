@@ -10,7 +10,7 @@ from django.db import connection, models
 
 from accounts import views
 from accounts.forms import SignupForm
-from accounts.models import Signup
+from accounts.models import Signup, python_defaults
 from tests.support.forms import signed
 
 
@@ -46,11 +46,13 @@ def extended_site(db, monkeypatch):
             editor.add_field(Signup, field)
     monkeypatch.setattr(views, "SignupForm", ExtendedSignupForm)
     views.blank_fields.cache_clear()
+    python_defaults.cache_clear()
     yield
     views.blank_fields.cache_clear()
     for field in added:
         Signup._meta.local_fields.remove(field)
     Signup._meta._expire_cache()
+    python_defaults.cache_clear()
 
 
 def input_tag(html, field_id):

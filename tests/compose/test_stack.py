@@ -141,6 +141,17 @@ def browser_session(stack, *, wait=traffic.FILL_SECONDS):
     }
 
 
+def sign_up(session, stack, data):
+    """POST the form DATA as the browser on SESSION, redirects not followed."""
+    return session.post(
+        stack.base + "/",
+        data=data,
+        headers={"Origin": stack.base, "Referer": stack.base + "/"},
+        allow_redirects=False,
+        timeout=10,
+    )
+
+
 def test_project_directory_has_no_env_file(stack):
     assert not (Path(stack.project.cwd) / ".env").exists()
 
@@ -157,13 +168,7 @@ def test_signup_through_nginx_lands_as_a_row_in_db(stack):
     session, form = browser_session(stack)
     email = f"compose-{uuid.uuid4().hex[:8]}@example.com"
 
-    response = session.post(
-        stack.base + "/",
-        data={**form, "name": "Compose Test", "email": email},
-        headers={"Origin": stack.base, "Referer": stack.base + "/"},
-        allow_redirects=False,
-        timeout=10,
-    )
+    response = sign_up(session, stack, {**form, "name": "Compose Test", "email": email})
 
     assert response.status_code == 302, response.text[:500]
     assert response.headers["Location"] == "/thanks/"
@@ -274,12 +279,8 @@ def test_scripts_store_nothing_and_the_owner_sees_them_counted(stack, admin_boot
 
     for number, (client, data, status) in enumerate(attempts):
         email = f"bot-{number}-{uuid.uuid4().hex[:8]}@spam.example"
-        response = client.post(
-            stack.base + "/",
-            data={**data, "name": "Cheap pills", "email": email},
-            headers={"Origin": stack.base, "Referer": stack.base + "/"},
-            allow_redirects=False,
-            timeout=10,
+        response = sign_up(
+            client, stack, {**data, "name": "Cheap pills", "email": email}
         )
         assert response.status_code == status, response.text[:500]
         if status == 200:

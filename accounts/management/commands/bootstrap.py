@@ -1,4 +1,5 @@
-"""Make a database ready for the site: wait for it, migrate once, add the admin."""
+"""Make a database ready for the site: wait for it, migrate once, add the
+admin, record the form's consent wording."""
 
 import itertools
 import re
@@ -15,6 +16,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import OperationalError, connection
 from django.db.migrations.executor import MigrationExecutor
 from psycopg.errors import LockNotAvailable
+
+from accounts import consent
 
 # Any fixed 64-bit number works; every replica must use the same one.
 # (Derived from the ASCII of "signupmg".)
@@ -107,6 +110,9 @@ class Command(BaseCommand):
         with self.migration_lock():
             schema = self.migrate(options)
             admin = self.create_superuser()
+            # What the form says about consent now, so each sign-up's
+            # version has its text on record (accounts.consent).
+            consent.record()
         if self.verbose:
             seconds = time.monotonic() - started
             done = f"Database ready ({schema}; {admin}) in {seconds:.1f} s."

@@ -1,0 +1,63 @@
+"""Send the mail the site queues: the `mailer` service runs this."""
+
+import logging
+import os
+import signal
+import threading
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+from django.db import DatabaseError, connection
+
+from accounts.models import OutgoingMail
+from accounts.outbox import MAX_PAUSE_SECONDS, Mailer
+
+log = logging.getLogger("accounts.outbox")
+DEFAULT_HEARTBEAT = "/tmp/mailer-heartbeat"  # noqa: S108 (the container's own /tmp)
+
+
+class Command(BaseCommand):
+    help = (
+        "Send queued mail until stopped (SIGTERM or SIGINT finish the mail in "
+        "hand first). Several may run at once. See docs/mail.md."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--once",
+            action="store_true",
+            help="Send what is due now, then exit.",
+        )
+
+    def handle(self, *args, once=False, **options):
+        stop = threading.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stop.set())
+        heartbeat = os.environ.get("MAILER_HEARTBEAT_FILE", DEFAULT_HEARTBEAT)
+        mailer = Mailer(stop=stop, heartbeat=heartbeat or None)
+        if not settings.EMAIL_CONFIGURED:
+            log.warning(
+                "No mail is configured (EMAIL_URL): nothing will be sent. "
+                "Sign-ups are stored as without the mailer."
+            )
+            while not stop.is_set():
+                mailer.wait(60)
+            return
+        self.wait_for_queue(mailer)
+        log.info("Mailer sending through %s.", settings.EMAIL_BACKEND)
+        mailer.run(once=once)
+
+    def wait_for_queue(self, mailer):
+        """Until the database answers and has the queue's table (the site's
+        `bootstrap` migrates; the mailer never does)."""
+        pause = 1.0
+        while not mailer.stop.is_set():
+            try:
+                OutgoingMail.objects.exists()
+                return
+            except DatabaseError as exc:
+                connection.close()
+                reason = str(exc).strip().splitlines()[0] if str(exc) else exc
+                log.warning("Waiting for the database: %s", reason)
+            mailer.wait(pause)
+            pause = min(pause * 2, MAX_PAUSE_SECONDS)

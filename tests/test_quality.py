@@ -153,17 +153,20 @@ def test_compose_file_resolves_to_its_services_with_one_published_port(tmp_path)
     config = json.loads(result.stdout)
     services = config["services"]
     assert "version" not in (ROOT / "compose.yaml").read_text().split("services:")[0]
-    # Three long-running services and the one-shot that hands out secrets.
-    assert sorted(services) == ["db", "nginx", "secrets", "web"]
+    # Four long-running services and the one-shot that hands out secrets.
+    assert sorted(services) == ["db", "mailer", "nginx", "secrets", "web"]
     assert {name for name, service in services.items() if service.get("ports")} == {
         "nginx"
     }
     assert services["nginx"]["ports"][0]["published"] == "8080"
     assert services["db"]["networks"].keys() == {"backend"}
     assert services["nginx"]["networks"].keys() == {"frontend"}
+    assert services["mailer"]["networks"].keys() == {"backend", "outbound"}
     assert config["networks"]["backend"]["internal"] is True
+    assert not config["networks"]["outbound"].get("internal")
     assert services["web"]["depends_on"]["db"]["condition"] == "service_healthy"
     assert services["nginx"]["depends_on"]["web"]["condition"] == "service_healthy"
+    assert services["mailer"]["depends_on"]["web"]["condition"] == "service_healthy"
 
 
 @pytest.mark.parametrize("value", ["true", "1", "yes", "TRUE"])

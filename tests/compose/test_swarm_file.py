@@ -20,6 +20,7 @@ from tests.support.commands import site_environment
 ROOT = Path(__file__).resolve().parents[2]
 ENV_EXAMPLE = ROOT / ".env.example"
 STACK_FILE = ROOT / "deploy" / "swarm" / "stack.yaml"
+MAIL_FILE = ROOT / "deploy" / "swarm" / "mail.yaml"
 COMPOSE_FILE = ROOT / "compose.yaml"
 DOCKERFILE = ROOT / "docker" / "Dockerfile"
 GUNICORN_CONFIG = ROOT / "docker" / "web" / "gunicorn.conf.py"
@@ -27,7 +28,14 @@ GUNICORN_CONFIG = ROOT / "docker" / "web" / "gunicorn.conf.py"
 # Compose's way of finding the secrets it generates on first start; Swarm
 # mounts Docker secrets and names them through *_FILE instead.
 COMPOSE_ONLY_VARIABLES = {"SIGNUP_SECRETS_DIR"}
-SECRET_VARIABLES = {"DJANGO_SECRET_KEY", "POSTGRES_PASSWORD", "DATABASE_URL"}
+SECRET_VARIABLES = {
+    "DJANGO_SECRET_KEY",
+    "POSTGRES_PASSWORD",
+    "DATABASE_URL",
+    # The SMTP server's URL holds its password; old keys are keys.
+    "EMAIL_URL",
+    "DJANGO_SECRET_KEY_FALLBACKS",
+}
 # ${NAME:-default}, not the $${...} that Compose passes on to a shell.
 DEFAULT = re.compile(r"(?<!\$)\$\{(\w+):-([^}]*)\}")
 
@@ -159,6 +167,7 @@ def test_nginx_is_the_only_public_entry_and_publishes_in_host_mode(stack):
 
     assert published["db"] is None
     assert published["web"] is None
+    assert published["mailer"] is None
     (port,) = published["nginx"]
     assert port["mode"] == "host"
     assert port["target"] == 8080
@@ -183,6 +192,7 @@ def test_secrets_are_external_files_and_each_service_gets_only_its_own(stack):
     assert given == {
         "db": ["postgres_password"],
         "web": ["django_secret_key", "postgres_password"],
+        "mailer": ["django_secret_key", "postgres_password"],
         "nginx": [],
     }
     for secret in stack["secrets"].values():
@@ -219,3 +229,114 @@ def test_the_stack_file_renders_with_docker_stack_config(tmp_path):
     assert rendered["secrets"]["postgres_password"]["name"] == (
         "signup_postgres_password"
     )
+
+
+# --- The mailer -------------------------------------------------------------
+
+
+def test_the_mailer_runs_as_in_compose(stack, compose):
+    mailer, web = stack["services"]["mailer"], stack["services"]["web"]
+    in_compose = compose["services"]["mailer"]
+
+    assert mailer["image"] == web["image"]
+    assert mailer["command"] == in_compose["command"]
+    assert mailer["command"] == ["python", "manage.py", "deliver_mail"]
+    assert mailer["healthcheck"] == in_compose["healthcheck"]
+    assert mailer["stop_grace_period"] == in_compose["stop_grace_period"]
+    assert sorted(mailer["networks"]) == sorted(in_compose["networks"])
+    assert sorted(mailer["networks"]) == ["backend", "outbound"]
+    assert not stack["networks"]["outbound"].get("internal")
+
+
+def test_the_mailer_has_the_settings_web_has_but_gunicorns(stack):
+    web = stack["services"]["web"]["environment"]
+    mailer = stack["services"]["mailer"]["environment"]
+    web_only = {"WEB_CONCURRENCY", "BOOTSTRAP_TIMEOUT", "WEB_STOP_DELAY"}
+
+    assert {name: value for name, value in web.items() if name not in web_only} == (
+        mailer
+    )
+    for name in ("DJANGO_PUBLIC_URL", "DEFAULT_FROM_EMAIL", "SIGNUP_DOUBLE_OPT_IN"):
+        assert name in mailer
+
+
+def test_mailer_updates_start_first_health_gated_and_roll_back(stack):
+    mailer = stack["services"]["mailer"]
+    deploy = mailer["deploy"]
+    update = deploy["update_config"]
+    check = mailer["healthcheck"]
+    unhealthy_after = seconds(check["start_period"]) + seconds(check["interval"]) * int(
+        check["retries"]
+    )
+
+    assert deploy["replicas"] == "${SIGNUP_MAILER_REPLICAS:-1}"
+    assert update["order"] == "start-first"
+    assert update["failure_action"] == "rollback"
+    assert seconds(update["monitor"]) > unhealthy_after
+    assert deploy["rollback_config"]["order"] == "start-first"
+    assert deploy["restart_policy"]["condition"] == "any"
+    for kind in ("reservations", "limits"):
+        assert {"cpus", "memory"} <= deploy["resources"][kind].keys(), kind
+
+
+@pytest.fixture(scope="module")
+def mail():
+    return load(MAIL_FILE)
+
+
+def test_the_mail_file_hands_the_smtp_url_to_web_and_the_mailer_as_a_secret(mail):
+    assert mail["secrets"] == {
+        "email_url": {
+            "external": True,
+            "name": "${SIGNUP_SECRET_PREFIX:-signup}_email_url",
+        }
+    }
+    assert sorted(mail["services"]) == ["mailer", "web"]
+    for name, service in mail["services"].items():
+        assert service["secrets"] == ["email_url"], name
+        assert service["environment"] == {"EMAIL_URL_FILE": "/run/secrets/email_url"}, (
+            name
+        )
+
+
+def stack_config(tmp_path, *files, **variables):
+    docker = shutil.which("docker")
+    if not docker:
+        unavailable("the docker CLI is not installed (apt-get install -y docker.io)")
+    environment = {**site_environment(**variables), "HOME": str(tmp_path)}
+    arguments = [argument for path in files for argument in ("-c", str(path))]
+    result = subprocess.run(
+        [docker, "stack", "config", *arguments],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return YAML(typ="safe").load(result.stdout)
+
+
+def test_the_mail_file_layers_over_the_stack_with_docker_stack_config(tmp_path):
+    plain = stack_config(tmp_path, STACK_FILE)
+    rendered = stack_config(
+        tmp_path, STACK_FILE, MAIL_FILE, SIGNUP_SECRET_PREFIX="shop"
+    )
+
+    for name in ("web", "mailer"):
+        before = plain["services"][name]
+        after = rendered["services"][name]
+        assert "EMAIL_URL_FILE" not in before["environment"]
+        assert after["environment"]["EMAIL_URL_FILE"] == "/run/secrets/email_url"
+        # Merged, not replaced: the site's other settings and secrets stay.
+        assert after["environment"]["POSTGRES_PASSWORD_FILE"] == (
+            "/run/secrets/postgres_password"
+        )
+        assert sorted(s["source"] for s in after["secrets"]) == [
+            "django_secret_key",
+            "email_url",
+            "postgres_password",
+        ]
+    assert rendered["services"]["nginx"] == plain["services"]["nginx"]
+    assert rendered["secrets"]["email_url"]["name"] == "shop_email_url"
+    assert rendered["services"]["mailer"]["deploy"]["replicas"] == 1

@@ -40,7 +40,14 @@ RESTRICTED_CONTAINER = {
     "allowPrivilegeEscalation": False,
     "readOnlyRootFilesystem": True,
 }
-SECRET_LOOKING_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|_KEY$|DATABASE_URL")
+# EMAIL_URL holds the SMTP server's password (EMAIL_URL_FILE is a path).
+SECRET_LOOKING_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|_KEY$|DATABASE_URL|EMAIL_URL$")
+# A container that serves no port (the mailer) is probed by its heartbeat.
+HEARTBEAT_CHECK = ["python", "/app/docker/web/mailer-alive.py"]
+DEFAULT_HEARTBEAT_FILE = "/tmp/mailer-heartbeat"
+# The mail in hand when the mailer is stopped: a few SMTP steps of
+# EMAIL_TIMEOUT (10 s) each, then the commit.
+MAIL_IN_HAND_SECONDS = 3 * 10
 
 
 def kubectl_or_unavailable():
@@ -212,7 +219,8 @@ def resource_problems(objects):
 
 def probe_problems(objects):
     """Every long-running container has startup, readiness and liveness
-    probes on a port it declares, and web's are /readyz and /healthz."""
+    probes: on a port it declares, or, if it serves none (the mailer), its
+    heartbeat check; web's are /readyz and /healthz."""
     problems = []
     for workload, pod in pod_specs(objects):
         for container in containers(pod, init=False):
@@ -221,6 +229,11 @@ def probe_problems(objects):
                 port["containerPort"] for port in container.get("ports", [])
             }
             for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+                if not ports:
+                    command = container.get(probe, {}).get("exec", {}).get("command")
+                    if command != HEARTBEAT_CHECK:
+                        problems.append(f"{where}: {probe} is not the heartbeat check")
+                    continue
                 handler = container.get(probe, {}).get("httpGet")
                 if handler is None:
                     problems.append(f"{where}: no {probe} (httpGet)")
@@ -263,15 +276,24 @@ def writable_path_problems(objects):
                 if not mount.get("readOnly")
                 and "emptyDir" in volumes.get(mount["name"], {})
             }
-            for path in sorted(needed.get(container["name"], set()) - writable):
+            wanted = set(needed.get(container["name"], set()))
+            if container.get("livenessProbe", {}).get("exec", {}).get("command") == (
+                HEARTBEAT_CHECK
+            ):
+                # The directory of the file the worker touches for its probes.
+                env = expand_env(container.get("env", []))
+                heartbeat = env.get("MAILER_HEARTBEAT_FILE") or DEFAULT_HEARTBEAT_FILE
+                wanted.add(str(Path(heartbeat).parent))
+            for path in sorted(wanted - writable):
                 problems.append(f"{where}: {path} is not a writable emptyDir")
     return problems
 
 
 def rollout_problems(objects):
     """Rolling updates never go below the desired count; the grace period
-    outlasts preStop plus gunicorn's graceful timeout; the HPA owns web's
-    replica count; disruption budgets let drains proceed."""
+    outlasts preStop plus gunicorn's graceful timeout, or for a container that
+    serves nothing (the mailer) the mail in hand; the HPA owns web's replica
+    count; disruption budgets let drains proceed."""
     problems = []
     for deployment in of_kind(objects, "Deployment"):
         name = deployment["metadata"]["name"]
@@ -289,6 +311,15 @@ def rollout_problems(objects):
         grace = pod.get("terminationGracePeriodSeconds", 30)
         for container in containers(pod, init=False):
             pre_stop = container.get("lifecycle", {}).get("preStop")
+            if not container.get("ports"):
+                # Nothing routes to it, so there is nothing to wait out; it
+                # needs the time to finish the mail in hand instead.
+                if grace < MAIL_IN_HAND_SECONDS:
+                    problems.append(
+                        f"{name}: grace period {grace} s is below the "
+                        f"{MAIL_IN_HAND_SECONDS} s a mail in hand may take"
+                    )
+                continue
             if not pre_stop:
                 problems.append(f"{name}/{container['name']}: no preStop")
                 continue

@@ -82,6 +82,10 @@ def _nginx(objects):
     return k8s.named(objects, "Deployment", "nginx")["spec"]["template"]["spec"]
 
 
+def _mailer(objects):
+    return k8s.named(objects, "Deployment", "mailer")["spec"]["template"]["spec"]
+
+
 BREAKAGES = {
     "security": [
         lambda o: _web(o)["initContainers"][0]["securityContext"].pop(
@@ -94,10 +98,17 @@ BREAKAGES = {
             drop=["NET_RAW"]
         ),
         lambda o: _nginx(o)["securityContext"].update(runAsUser=0),
+        lambda o: _mailer(o)["containers"][0]["securityContext"].pop(
+            "readOnlyRootFilesystem"
+        ),
+        lambda o: _mailer(o)["containers"][0]["securityContext"]["capabilities"].update(
+            add=["NET_RAW"]
+        ),
     ],
     "resources": [
         lambda o: _web(o)["initContainers"][0]["resources"].pop("limits"),
         lambda o: _nginx(o)["containers"][0]["resources"]["requests"].pop("memory"),
+        lambda o: _mailer(o)["containers"][0]["resources"]["limits"].pop("cpu"),
     ],
     "probes": [
         lambda o: _nginx(o)["containers"][0].pop("readinessProbe"),
@@ -107,10 +118,18 @@ BREAKAGES = {
         lambda o: _web(o)["containers"][0]["startupProbe"]["httpGet"].update(
             port="https"
         ),
+        lambda o: _mailer(o)["containers"][0].pop("livenessProbe"),
+        lambda o: _mailer(o)["containers"][0]["readinessProbe"]["exec"].update(
+            command=["true"]
+        ),
     ],
     "writable paths": [
         lambda o: _web(o)["containers"][0]["volumeMounts"].pop(),
         lambda o: _nginx(o)["containers"][0]["volumeMounts"].pop(0),
+        lambda o: _mailer(o)["containers"][0]["volumeMounts"].pop(),
+        lambda o: _mailer(o)["containers"][0]["env"].append(
+            {"name": "MAILER_HEARTBEAT_FILE", "value": "/app/heartbeat"}
+        ),
     ],
     "rollout": [
         lambda o: k8s.named(o, "Deployment", "web")["spec"]["strategy"][
@@ -122,6 +141,10 @@ BREAKAGES = {
         lambda o: k8s.named(o, "PodDisruptionBudget", "web")["spec"].update(
             maxUnavailable=0
         ),
+        lambda o: _mailer(o).update(terminationGracePeriodSeconds=10),
+        lambda o: k8s.named(o, "Deployment", "mailer")["spec"]["strategy"][
+            "rollingUpdate"
+        ].update(maxSurge=0, maxUnavailable=1),
     ],
 }
 
@@ -173,6 +196,7 @@ def test_the_base_runs_the_images_compose_builds(rendered, tmp_path):
 
     assert workload_images(rendered[k8s.BASE]) == {
         "web": [images["web"]],
+        "mailer": [images["web"]],
         "nginx": [images["nginx"]],
     }
 
@@ -182,6 +206,7 @@ def test_the_example_overlay_runs_one_release_from_the_registry(rendered):
 
     assert images == {
         "web": ["ghcr.io/example/signup/web:1.0.0"],
+        "mailer": ["ghcr.io/example/signup/web:1.0.0"],
         "nginx": ["ghcr.io/example/signup/nginx:1.0.0"],
     }
 
@@ -212,12 +237,14 @@ def test_the_secret_check_catches_an_inline_password(rendered):
     assert len(k8s.secret_problems(objects, may_hold_secrets=True)) == 2
 
 
-def test_the_web_pods_read_their_secrets_from_files(rendered):
-    web = _web(rendered[EXAMPLE])
-    secret_volume = next(v for v in web["volumes"] if "secret" in v)
+@pytest.mark.parametrize("workload", ["web", "mailer"])
+def test_the_site_pods_read_their_secrets_from_files(rendered, workload):
+    pod = k8s.named(rendered[EXAMPLE], "Deployment", workload)["spec"]["template"]
+    pod = pod["spec"]
+    secret_volume = next(v for v in pod["volumes"] if "secret" in v)
     secret = k8s.named(rendered[EXAMPLE], "Secret", "signup-secrets")
 
-    for container in k8s.containers(web):
+    for container in k8s.containers(pod):
         env = k8s.expand_env(container["env"])
         mount = next(
             m for m in container["volumeMounts"] if m["name"] == secret_volume["name"]
@@ -232,9 +259,33 @@ def test_the_web_pods_read_their_secrets_from_files(rendered):
     assert secret_volume["secret"]["secretName"] == secret["metadata"]["name"]
 
 
+def test_web_and_the_mailer_share_settings_and_the_smtp_url_is_a_secret_file(
+    rendered,
+):
+    objects = rendered[EXAMPLE]
+    settings = k8s.named(objects, "ConfigMap", "signup-web")
+    secret = k8s.named(objects, "Secret", "signup-secrets")
+    sources = {}
+    for workload in ("web", "mailer"):
+        pod = k8s.named(objects, "Deployment", workload)["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        sources[workload] = container["envFrom"]
+        mount = next(m for m in container["volumeMounts"] if m["name"] == "secrets")
+        assert settings["data"]["EMAIL_URL_FILE"] == (
+            f"{mount['mountPath']}/email-url"
+        ), workload
+    assert sources["web"] == sources["mailer"]
+    assert "email-url" in secret["data"]
+    assert settings["data"]["SIGNUP_DOUBLE_OPT_IN"] == "true"
+    assert "@" in settings["data"]["DEFAULT_FROM_EMAIL"]
+    # The base sends no mail: no server named, nothing to read.
+    base = k8s.named(rendered[k8s.BASE], "ConfigMap", "signup-web")
+    assert not {"EMAIL_URL", "EMAIL_URL_FILE"} & base["data"].keys()
+
+
 def test_the_example_overlays_secret_files_are_never_committed():
     secrets_dir = k8s.KUBERNETES_DIR / EXAMPLE / "secrets"
-    for name in ("django-secret-key", "postgres-password"):
+    for name in ("django-secret-key", "postgres-password", "email-url"):
         ignored = subprocess.run(
             ["git", "check-ignore", "--quiet", str(secrets_dir / name)],
             cwd=PROJECT_ROOT,
@@ -265,6 +316,44 @@ def test_only_nginx_reaches_web_and_only_web_reaches_the_database(rendered, dire
         assert allowed(objects, workload, CLUSTER_DNS, 53, "UDP")
         assert allowed(objects, workload, CLUSTER_DNS, 53, "TCP")
         assert not allowed(objects, workload, {"namespace": "kube-system"}, 53, "UDP")
+
+
+SMTP_SERVER = {"address": "198.51.100.25"}
+
+
+@pytest.mark.parametrize("directory", DIRECTORIES, ids=str)
+def test_the_mailer_reaches_the_database_and_smtp_only_and_nothing_reaches_it(
+    rendered, directory
+):
+    objects = rendered[directory]
+    allowed = k8s.traffic_allowed
+
+    assert allowed(objects, "mailer", DATABASE, 5432)
+    for port in (587, 465):  # submission with STARTTLS, with implicit TLS
+        assert allowed(objects, "mailer", SMTP_SERVER, port)
+        assert not allowed(objects, "web", SMTP_SERVER, port)
+        assert not allowed(objects, "nginx", SMTP_SERVER, port)
+    for port in (80, 443, 8000, 6379):
+        assert not allowed(objects, "mailer", SMTP_SERVER, port)
+    assert not allowed(objects, "mailer", "web", 8000)
+    assert not allowed(objects, "mailer", "nginx", 8080)
+    assert allowed(objects, "mailer", CLUSTER_DNS, 53, "UDP")
+    assert allowed(objects, "mailer", CLUSTER_DNS, 53, "TCP")
+    assert not allowed(objects, "mailer", {"namespace": "kube-system"}, 53, "UDP")
+    controller = {"namespace": "traefik", "pod_labels": {"app": "traefik"}}
+    for source in ({"namespace": "other"}, controller, SMTP_SERVER):
+        for port in (8000, 8080, 25):
+            assert not allowed(objects, source, "mailer", port)
+
+
+def test_a_mailer_policy_that_lets_it_out_anywhere_or_anyone_in_is_caught(rendered):
+    out = copy.deepcopy(rendered[EXAMPLE])
+    k8s.named(out, "NetworkPolicy", "mailer")["spec"]["egress"].append({})
+    into = copy.deepcopy(rendered[EXAMPLE])
+    k8s.named(into, "NetworkPolicy", "mailer")["spec"]["ingress"] = [{}]
+
+    assert k8s.traffic_allowed(out, "mailer", SMTP_SERVER, 443)
+    assert k8s.traffic_allowed(into, {"namespace": "other"}, "mailer", 8000)
 
 
 def test_only_the_ingress_controller_reaches_nginx(rendered):

@@ -8,6 +8,7 @@ import json
 import subprocess
 
 import pytest
+import yaml
 
 from tests.compose.engine import compose_binary
 from tests.support.commands import PROJECT_ROOT, site_environment
@@ -41,7 +42,7 @@ def development():
 def test_up_never_starts_the_backup_tools():
     services = resolved("--file", "compose.yaml")["services"]
 
-    assert sorted(services) == ["db", "nginx", "secrets", "web"]
+    assert sorted(services) == ["db", "mailer", "nginx", "secrets", "web"]
 
 
 def test_each_service_mounts_only_the_secrets_it_uses(with_backup_profile):
@@ -58,10 +59,12 @@ def test_each_service_mounts_only_the_secrets_it_uses(with_backup_profile):
     assert mounted["secrets"].keys() == {"secrets", "db-secrets", "web-secrets"}
     assert services["secrets"]["network_mode"] == "none"
     assert mounted["web"].keys() == {"web-secrets"}
+    # The mailer signs links and reads the database: web's two secrets.
+    assert mounted["mailer"].keys() == {"web-secrets"}
     assert mounted["nginx"] == {}
     for name in ("db", "backup", "restore"):
         assert mounted[name].keys() == {"db-secrets"}, name
-    for name in ("db", "web", "backup", "restore"):
+    for name in ("db", "web", "mailer", "backup", "restore"):
         (volume,) = mounted[name].values()
         assert volume["read_only"] is True, name
     assert services["db"]["depends_on"]["secrets"]["condition"] == (
@@ -140,6 +143,66 @@ def test_development_mode_reloads_code_with_debug_on(development):
     )
     for target in ("/srv/static/site", "/srv/static/accounts"):
         assert nginx_mounts[target]["read_only"] is True
+
+
+def test_the_mailer_is_web_with_another_command():
+    services = resolved("--file", "compose.yaml")["services"]
+    web, mailer = services["web"], services["mailer"]
+
+    assert mailer["image"] == web["image"]
+    assert "build" not in mailer  # web builds the one image both run
+    assert mailer["command"] == ["python", "manage.py", "deliver_mail"]
+    # The same settings: .env's mail variables reach both (Compose's
+    # resolved form has already read the env_file, so look at the file).
+    raw = yaml.safe_load((PROJECT_ROOT / "compose.yaml").read_text())["services"]
+    assert raw["mailer"]["env_file"] == raw["web"]["env_file"]
+    assert raw["web"]["env_file"][0]["path"] == ".env"
+    assert mailer["environment"] == web["environment"]
+    assert mailer["volumes"] == web["volumes"]
+    assert "ports" not in mailer
+    assert mailer["restart"] == web["restart"]
+
+
+def test_the_mailer_has_its_own_healthcheck_and_time_to_finish_a_mail():
+    mailer = resolved("--file", "compose.yaml")["services"]["mailer"]
+    dockerfile = (PROJECT_ROOT / "docker" / "Dockerfile").read_text()
+
+    # web's image checks gunicorn, which the mailer does not run: a
+    # healthcheck of its own replaces that one.
+    assert "/readyz" in dockerfile.split("AS web")[1]
+    assert mailer["healthcheck"]["test"] == [
+        "CMD",
+        "python",
+        "/app/docker/web/mailer-alive.py",
+    ]
+    assert (PROJECT_ROOT / "docker" / "web" / "mailer-alive.py").is_file()
+    # The mail in hand gets three SMTP timeouts (EMAIL_TIMEOUT, 10 s).
+    assert int(mailer["stop_grace_period"].removesuffix("s")) >= 3 * 10
+
+
+def test_development_mode_prints_mail_unless_env_names_a_server(development):
+    for name in ("web", "mailer"):
+        environment = development["services"][name]["environment"]
+        assert environment["EMAIL_URL"] == "consolemail://", name
+        assert environment["DEFAULT_FROM_EMAIL"] == "signup@localhost", name
+    mailer_mounts = {
+        volume["target"]: volume
+        for volume in development["services"]["mailer"]["volumes"]
+    }
+    for target in ("/app/accounts", "/app/signup_site", "/app/manage.py"):
+        assert mailer_mounts[target]["read_only"] is True
+    own = resolved(
+        "--file",
+        "compose.yaml",
+        "--file",
+        "compose.dev.yaml",
+        EMAIL_URL="smtp://mail.example.com:587",
+        DEFAULT_FROM_EMAIL="team@example.com",
+    )
+    for name in ("web", "mailer"):
+        environment = own["services"][name]["environment"]
+        assert environment["EMAIL_URL"] == "smtp://mail.example.com:587"
+        assert environment["DEFAULT_FROM_EMAIL"] == "team@example.com"
 
 
 def test_development_mode_keeps_the_same_data_and_ports():

@@ -3,8 +3,9 @@ The site's images run the way deploy/kubernetes runs them, in the real engine.
 Each container of the rendered example overlay gets what its pod spec says:
 command, environment (ConfigMaps and Secrets included), user, read-only root,
 no capabilities, no privilege escalation, emptyDirs as tmpfs and the Secret as
-read-only files. The init container migrates, web answers its probes, and
-nginx finds web by the Service's fully qualified name through the DNS server
+read-only files. The init container migrates, web answers its probes, the
+mailer answers its heartbeat probes and exits 0 on SIGTERM, and nginx finds
+web by the Service's fully qualified name through the DNS server
 of its resolv.conf (NGINX_RESOLVER=local), then quits gracefully from its
 preStop command.
 
@@ -30,6 +31,9 @@ pytestmark = pytest.mark.engine
 NAMESPACE = "shop"
 DATABASE_HOST = "postgres.shop-db.example"
 DATABASE_PASSWORD = "k8s pod test password"
+# The overlay turns mail on: the SMTP server's URL is a secret file too. No
+# mail is queued here, so the mailer never connects to it.
+EMAIL_URL = "smtp+tls://signup:mail%20password@smtp.shop.example:587"
 
 
 def wait_until(condition, *, timeout, what, container):
@@ -61,6 +65,7 @@ def pod_specs(tmp_path):
         "POSTGRES_USER=signup\nPOSTGRES_DB=signup\n"
     )
     (overlay / "secrets" / "postgres-password").write_text(DATABASE_PASSWORD)
+    (overlay / "secrets" / "email-url").write_text(EMAIL_URL + "\n")
     objects = k8s.render(kubectl, root, k8s.EXAMPLE)
     sources = {}
     for config_map in k8s.of_kind(objects, "ConfigMap"):
@@ -203,6 +208,40 @@ def test_the_images_run_as_the_kubernetes_pods_run_them(
     assert engine.docker("exec", web_name, "id", "-u").stdout.strip() == "10001"
     touched = engine.docker("exec", web_name, "touch", "/app/x", check=False)
     assert touched.returncode != 0  # the root filesystem is read-only
+
+    # The mailer: web's image, its settings and secrets (the SMTP server's URL
+    # from the Secret's file), probed by its heartbeat on the /tmp emptyDir.
+    mailer_pod, sources = pod_specs["mailer"]
+    [mailer] = mailer_pod["containers"]
+    mailer_name = docker_names.container("mailer")
+    engine.docker(
+        *("run", "--detach", "--name", mailer_name, "--network", network),
+        *docker_run_options(mailer_pod, sources, mailer, tmp_path),
+        site_images["web"],
+        *mailer["command"],
+    )
+    for kind in ("startupProbe", "livenessProbe", "readinessProbe"):
+        command = mailer[kind]["exec"]["command"]
+        wait_until(
+            lambda command=command: (
+                engine.docker("exec", mailer_name, *command, check=False).returncode
+                == 0
+            ),
+            timeout=60,
+            what=f"the mailer's {kind}",
+            container=mailer_name,
+        )
+    logs = engine.docker("logs", mailer_name)
+    assert "No mail is configured" not in logs.stdout + logs.stderr
+    assert engine.docker("exec", mailer_name, "id", "-u").stdout.strip() == "10001"
+    touched = engine.docker("exec", mailer_name, "touch", "/app/x", check=False)
+    assert touched.returncode != 0
+    grace = mailer_pod["terminationGracePeriodSeconds"]
+    engine.docker("stop", "--time", str(grace), mailer_name, timeout=grace + 30)
+    exit_code = engine.docker(
+        "inspect", "--format", "{{.State.ExitCode}}", mailer_name
+    ).stdout.strip()
+    assert exit_code == "0"  # SIGTERM drained, not killed at the grace period
 
     nginx_pod, sources = pod_specs["nginx"]
     [nginx] = nginx_pod["containers"]

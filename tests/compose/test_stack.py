@@ -160,7 +160,7 @@ def test_every_service_is_healthy_after_up_wait(stack):
     listing = stack("ps", "--format", "json").stdout
     services = [json.loads(line) for line in listing.splitlines() if line.strip()]
 
-    assert sorted(s["Service"] for s in services) == ["db", "nginx", "web"]
+    assert sorted(s["Service"] for s in services) == ["db", "mailer", "nginx", "web"]
     assert all(s["Health"] == "healthy" for s in services), services
 
 
@@ -384,13 +384,14 @@ def test_nginx_cannot_reach_the_database(stack):
 
 def test_only_nginx_publishes_a_port_and_only_the_one_asked_for(stack):
     published = {}
-    for service in ("db", "web", "nginx"):
+    for service in ("db", "web", "mailer", "nginx"):
         for container_id in stack.container_ids(service):
             ports = engine.docker("port", container_id).stdout.split()
             published.setdefault(service, []).extend(ports)
 
     assert published.get("db", []) == []
     assert published.get("web", []) == []
+    assert published.get("mailer", []) == []
     assert f"127.0.0.1:{stack.port}" in published["nginx"]
     assert all(p.startswith("127.0.0.1:") for p in published["nginx"] if ":" in p)
 
@@ -406,6 +407,7 @@ def listing(stack, *shell):
 def test_each_service_sees_only_its_secrets_readable_by_its_user(stack):
     db = listing(stack, "exec", "-T", "db", "sh")
     web = listing(stack, "exec", "-T", "web", "sh")
+    mailer = listing(stack, "exec", "-T", "mailer", "sh")
     backup = listing(stack, "run", "--rm", "-T", "--entrypoint", "sh", "backup")
     # That run made the `backups` volume, which `down -v` keeps (a later test
     # checks that it leaves no volume): it holds nothing yet.
@@ -426,6 +428,7 @@ def test_each_service_sees_only_its_secrets_readable_by_its_user(stack):
         "django_secret_key 400 10001",
         "postgres_password 400 10001",
     ]
+    assert mailer == web
     assert other_user.returncode != 0
     assert "Permission denied" in other_user.stderr
     assert len(as_postgres.stdout) >= 32

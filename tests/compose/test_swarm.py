@@ -195,7 +195,7 @@ def site(single_node_swarm, images, run_prefix, report_figure):
         )
         yield site
     finally:
-        for short in ("web", "nginx", "db"):
+        for short in ("web", "nginx", "db", "mailer"):
             logs = engine.docker(
                 "service", "logs", "--tail", "60", stack.service(short), check=False
             )
@@ -269,7 +269,7 @@ def test_deployed_from_nothing_a_signup_is_stored_and_the_admin_logs_in(
 
 def test_only_nginx_publishes_a_port_in_host_mode(site):
     published = {}
-    for short in ("db", "web", "nginx"):
+    for short in ("db", "web", "mailer", "nginx"):
         published[short] = [
             (port["PublishMode"], port["TargetPort"], port["PublishedPort"])
             for port in docker_json("service", "inspect", site.stack.service(short))[0][
@@ -277,12 +277,17 @@ def test_only_nginx_publishes_a_port_in_host_mode(site):
             ].get("Ports", [])
         ]
 
-    assert published == {"db": [], "web": [], "nginx": [("host", 8080, site.port)]}
+    assert published == {
+        "db": [],
+        "web": [],
+        "mailer": [],
+        "nginx": [("host", 8080, site.port)],
+    }
 
 
 def test_each_service_gets_only_its_secrets_and_no_secret_is_in_its_spec(site):
     names = {}
-    for short in ("db", "web", "nginx"):
+    for short in ("db", "web", "mailer", "nginx"):
         service = docker_json("service", "inspect", site.stack.service(short))
         spec = service[0]["Spec"]["TaskTemplate"]["ContainerSpec"]
         names[short] = sorted(s["File"]["Name"] for s in spec.get("Secrets", []))
@@ -293,8 +298,22 @@ def test_each_service_gets_only_its_secrets_and_no_secret_is_in_its_spec(site):
     assert names == {
         "db": ["postgres_password"],
         "web": ["django_secret_key", "postgres_password"],
+        "mailer": ["django_secret_key", "postgres_password"],
         "nginx": [],
     }
+
+
+def test_the_mailer_task_is_healthy_and_idles_without_mail(site):
+    """Deployed without deploy/swarm/mail.yaml: no mail configured, so the
+    mailer sends nothing, and its heartbeat healthcheck passes (Swarm counts
+    a task as running once it is healthy)."""
+    (task,) = site.stack.wait_converged("mailer", 1, timeout=120)
+    container = site.stack.container(task)
+    health = engine.docker("inspect", "--format", "{{.State.Health.Status}}", container)
+    logs = engine.docker("logs", container)
+
+    assert health.stdout.strip() == "healthy"
+    assert "No mail is configured" in logs.stdout + logs.stderr
 
 
 def test_scaling_web_1_to_3_reaches_every_task_within_10_s_then_back_to_1(

@@ -124,6 +124,7 @@ class Mailer:
 
     def send_next(self):
         """Send the mail due first, if any; return whether there was one."""
+        unreachable = None
         with transaction.atomic():
             with connection.cursor() as cursor:
                 cursor.execute(NEXT_DUE, [OutgoingMail.Status.QUEUED])
@@ -132,16 +133,26 @@ class Mailer:
                 return False
             mail_id, kind, attempts, created_at, signup_id, address = row
             attempts += 1
-            message = self.compose(kind, mail_id, signup_id, address)
+            try:
+                message = self.compose(kind, mail_id, signup_id, address)
+            except Exception as exc:  # a bug: it must not stop the queue
+                log.exception("Mail %d (%s) could not be composed.", mail_id, kind)
+                OutgoingMail.objects.filter(pk=mail_id).update(
+                    status=OutgoingMail.Status.FAILED,
+                    attempts=attempts,
+                    last_error=f"not composed: {exc!r}"[:1000],
+                )
+                return True
             try:
                 self.deliver(message)
             except Unreachable as exc:
-                # Not this mail's fault: it stays first in line.
+                # Not this mail's fault: it stays first in line, and the
+                # mailer waits (raised below, once this is committed).
                 OutgoingMail.objects.filter(pk=mail_id).update(
                     attempts=attempts, last_error=f"unreachable: {exc}"[:1000]
                 )
-                raise
-            except (smtplib.SMTPException, ValueError) as exc:
+                unreachable = exc
+            except smtplib.SMTPException as exc:
                 self.refused(mail_id, kind, attempts, created_at, exc)
             else:
                 OutgoingMail.objects.filter(pk=mail_id).update(
@@ -152,6 +163,8 @@ class Mailer:
                 )
                 self.sent += 1
                 log.info("Sent mail %d (%s, attempt %d).", mail_id, kind, attempts)
+        if unreachable is not None:
+            raise unreachable
         return True
 
     def compose(self, kind, mail_id, signup_id, address):

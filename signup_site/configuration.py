@@ -179,11 +179,11 @@ def _secret_key_fallbacks(env):
 
 
 def _mail(env):
-    """Django's EMAIL_* settings from EMAIL_URL (django-environ's reader), or
-    an empty dict when no mail is configured."""
+    """Django's EMAIL_* settings from EMAIL_URL (django-environ's reader);
+    None when no mail is configured, empty when it is set but unusable."""
     url = env.secret("EMAIL_URL")
     if url is None:
-        return {}
+        return None
     scheme = urlsplit(url).scheme
     try:
         # Not for an unknown scheme: django-environ's message quotes it.
@@ -299,8 +299,8 @@ def _privacy_url(env):
 
 def _double_opt_in(env, mail):
     on = env.boolean("SIGNUP_DOUBLE_OPT_IN", False)
-    # A mail setting that is set but wrong is a problem of its own already.
-    if on and not mail and not (env.raw("EMAIL_URL") or env.raw("EMAIL_URL_FILE")):
+    # A mail URL that is set but wrong is a problem of its own already.
+    if on and mail is None:
         env.problems.append(
             "SIGNUP_DOUBLE_OPT_IN is on but no mail is configured: set EMAIL_URL "
             "(or EMAIL_URL_FILE) and DEFAULT_FROM_EMAIL, or turn it off."

@@ -63,7 +63,7 @@ WSGI_APPLICATION = "signup_site.wsgi.application"
 # mailer sends nothing and the admin says so (accounts.outbox).
 EMAIL_CONFIGURED = bool(_config.mail)
 EMAIL_BACKEND = "django.core.mail.backends.dummy.EmailBackend"
-vars().update(_config.mail)
+vars().update(_config.mail or {})
 # Double opt-in (accounts.mail): a sign-up counts once its address is
 # confirmed through a link mailed to it, valid this many days.
 SIGNUP_DOUBLE_OPT_IN = _config.double_opt_in

@@ -326,9 +326,7 @@ def test_the_configuration_page_has_one_row_for_each_variable():
     assert all(rows)
     assert sorted(name for name in set(named) if named.count(name) > 1) == []
     assert sorted(variables_in_env_example() - set(named)) == []
-    # A NAME_FILE the code reads on its own is documented in NAME's row.
-    read = {name.removesuffix("_FILE") for name in variables_the_stack_reads()}
-    assert sorted(read - set(named)) == []
+    assert sorted(variables_the_stack_reads() - set(named)) == []
 
 
 # --------------------------------------------------------------------------

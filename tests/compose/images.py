@@ -96,13 +96,16 @@ def official_images(compose_file=None):
         cwd=compose_file.parent,
         check=True,
     )
+    services = json.loads(result.stdout)["services"].values()
+    # A service may run what another builds (the mailer runs web's image).
+    built = {service.get("image") for service in services if service.get("build")}
     images = []
-    for service in json.loads(result.stdout)["services"].values():
+    for service in services:
         build = service.get("build")
         if build:
             dockerfile = Path(build["context"]) / build.get("dockerfile", "Dockerfile")
             images += _dockerfile_base_images(dockerfile, build.get("args"))
-        else:
+        elif service["image"] not in built:
             images.append(service["image"])
     return list(dict.fromkeys(images))
 

@@ -23,8 +23,10 @@ CONFIG_PREFIXES = (
     "SIGNUP_",
     "GUNICORN_",
     "NGINX_",
+    "EMAIL_",
+    "MAILER_",
 )
-CONFIG_NAMES = ("WEB_CONCURRENCY", "FORWARDED_ALLOW_IPS", "PORT")
+CONFIG_NAMES = ("WEB_CONCURRENCY", "FORWARDED_ALLOW_IPS", "PORT", "DEFAULT_FROM_EMAIL")
 
 
 def clean_environment(**overrides):

@@ -2,6 +2,7 @@ import pytest
 
 from loopback.postgres import ThrowawayCluster
 from tests.support.commands import OWNER_PASSWORD, OWNER_USERNAME
+from tests.support.smtp import smtp_server  # noqa: F401 (for every layer's tests)
 
 
 @pytest.fixture

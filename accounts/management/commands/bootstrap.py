@@ -23,6 +23,8 @@ from accounts import consent
 # (Derived from the ASCII of "signupmg".)
 MIGRATION_LOCK_KEY = 0x7369676E75706D67
 FIRST_RETRY_DELAY = 0.5
+# How often a bootstrap waiting for another one's migrations asks for the lock.
+LOCK_POLL_SECONDS = 0.25
 MAX_RETRY_DELAY = 5.0
 # A migration waiting for a table lock makes every later query of that table
 # (each sign-up) wait behind it: it steps back after this long and retries.
@@ -164,7 +166,16 @@ class Command(BaseCommand):
                         "Another bootstrap is applying migrations; "
                         "waiting for it to finish..."
                     )
-                cursor.execute("SELECT pg_advisory_lock(%s)", [MIGRATION_LOCK_KEY])
+                # Asked again and again, not waited for in one statement: a
+                # waiting statement holds a snapshot, which the holder's
+                # CREATE INDEX CONCURRENTLY waits for, a deadlock.
+                while True:
+                    time.sleep(LOCK_POLL_SECONDS)
+                    cursor.execute(
+                        "SELECT pg_try_advisory_lock(%s)", [MIGRATION_LOCK_KEY]
+                    )
+                    if cursor.fetchone()[0]:
+                        break
         try:
             yield
         finally:

@@ -180,6 +180,15 @@ class Signup(models.Model):
         ]
         # The admin's search has trigram indexes over UPPER(name) and
         # UPPER(email), made by migration 0002 in SQL.
+        indexes = [
+            # The few sign-ups waiting for confirmation among many: counted
+            # on every admin list page, listed by its filter, and purged.
+            models.Index(
+                fields=["signed_up_at"],
+                name="accounts_signup_pending",
+                condition=models.Q(status="pending"),
+            ),
+        ]
 
     def __str__(self):
         return f"{self.name} <{self.email}>"

@@ -1,5 +1,6 @@
 from datetime import timedelta
 
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.admin import helpers
 from django.contrib.admin.options import IncorrectLookupParameters
@@ -8,16 +9,24 @@ from django.core.paginator import Paginator
 from django.db import connections
 from django.db.models import Min
 from django.db.models.constants import LOOKUP_SEP
+from django.db.models.functions import Now
 from django.http import StreamingHttpResponse
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html
-from django.utils.translation import gettext
+from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
 from accounts.admin_chart import signup_chart
 from accounts.export import csv_chunks
-from accounts.models import Signup, SignupQuerySet, start_of_day
+from accounts.models import (
+    ConsentWording,
+    OutgoingMail,
+    Signup,
+    SignupQuerySet,
+    start_of_day,
+)
 
 
 def period_bounds(moment, kind):
@@ -144,13 +153,47 @@ class SignupChangeList(ChangeList):
             self.date_hierarchy = None
 
 
+def mail_notices():
+    """(level, HTML) lines on the sign-up list about mail: that none is sent
+    without a mail server, and how many sign-ups wait for confirmation."""
+    if not settings.EMAIL_CONFIGURED:
+        return [
+            (
+                "warning",
+                gettext("No mail is configured: nothing is sent; see docs/mail.md"),
+            )
+        ]
+    if not settings.SIGNUP_DOUBLE_OPT_IN:
+        return []
+    # The partial index on waiting sign-ups makes this count cheap.
+    waiting = Signup.objects.filter(status=Signup.Status.PENDING).count()
+    text = ngettext(
+        "Double opt-in is on: {count} sign-up is waiting for confirmation.",
+        "Double opt-in is on: {count} sign-ups are waiting for confirmation.",
+        waiting,
+    )
+    url = reverse("admin:accounts_signup_changelist")
+    return [
+        (
+            "info",
+            format_html(
+                '<a href="{}?status__exact={}">{}</a>',
+                url,
+                Signup.Status.PENDING,
+                text.format(count=f"{waiting:,}"),
+            ),
+        )
+    ]
+
+
 @admin.register(Signup)
 class SignupAdmin(admin.ModelAdmin):
-    list_display = ("name", "email", "signed_up_at")
-    list_filter = ("signed_up_at",)
+    list_display = ("name", "email", "signed_up_at", "status", "confirmed_at")
+    list_filter = ("status", "signed_up_at")
     search_fields = ("name", "email")
     date_hierarchy = "signed_up_at"
-    readonly_fields = ("signed_up_at",)
+    fields = ("name", "email", "signed_up_at", "status", "confirmed_at", "consent")
+    readonly_fields = ("signed_up_at", "status", "confirmed_at", "consent")
     actions = ("export_csv",)
     # "(N total)" by the search box would count the whole table every time.
     show_full_result_count = False
@@ -177,12 +220,48 @@ class SignupAdmin(admin.ModelAdmin):
         return ChangeListQuerySet(self.model, query=queryset.query, using=queryset.db)
 
     def changelist_view(self, request, extra_context=None):
-        # A callable: the chart is drawn only with the page, not for an action.
+        # Callables: the chart and the count are made only with the page,
+        # not for an action.
         extra_context = {
             **(extra_context or {}),
             "signup_chart": lambda: signup_chart(self.get_queryset(request)),
+            "mail_notices": mail_notices,
         }
         return super().changelist_view(request, extra_context)
+
+    @admin.display(description=_("consent"))
+    def consent(self, signup):
+        """The version of the form's wording the person signed up under, and
+        what it said."""
+        if not signup.consent_version:
+            return gettext("not recorded (signed up before consent was recorded)")
+        wording = ConsentWording.objects.filter(pk=signup.consent_version).first()
+        if wording is None:
+            return format_html(
+                "{} ({})",
+                signup.consent_version,
+                gettext("its wording is not on record"),
+            )
+        return format_html(
+            "{version}: {text}<br>{privacy_label}: {privacy_url}<br>{asked}",
+            version=wording.version,
+            text=wording.text or gettext("(no consent sentence)"),
+            privacy_label=gettext("privacy page"),
+            privacy_url=wording.privacy_url or gettext("none"),
+            asked=gettext("asked with an unticked checkbox")
+            if wording.checkbox
+            else gettext("no checkbox"),
+        )
+
+    def get_deleted_objects(self, objs, request):
+        """Django's list of what a delete takes with it; the sign-ups' mail
+        goes with them (on_delete=CASCADE) even though no one may delete mail
+        records on their own."""
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(
+            objs, request
+        )
+        perms_needed.discard(OutgoingMail._meta.verbose_name)
+        return deleted, counts, perms_needed, protected
 
     @admin.action(description=_("Export selected sign-ups as CSV"))
     def export_csv(self, request, queryset):
@@ -192,3 +271,70 @@ class SignupAdmin(admin.ModelAdmin):
         )
         response["Content-Disposition"] = f'attachment; filename="signups-{stamp}.csv"'
         return response
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """A list and pages to look at: records the site keeps, which nobody
+    edits by hand."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(OutgoingMail)
+class OutgoingMailAdmin(ReadOnlyAdmin):
+    list_display = (
+        "id",
+        "kind",
+        "status",
+        "attempts",
+        "due_at",
+        "sent_at",
+        "last_error",
+        "signup_link",
+    )
+    list_filter = ("status", "kind")
+    list_select_related = ("signup",)
+    search_fields = ("signup__email",)
+    actions = ("queue_again",)
+
+    @admin.display(description=_("sign-up"), ordering="signup")
+    def signup_link(self, mail):
+        url = reverse("admin:accounts_signup_change", args=[mail.signup_id])
+        return format_html('<a href="{}">{}</a>', url, mail.signup.email)
+
+    def has_queue_again_permission(self, request):
+        return request.user.has_perm("accounts.change_outgoingmail")
+
+    @admin.action(
+        description=_("Queue the selected failed mail again"),
+        permissions=["queue_again"],
+    )
+    def queue_again(self, request, queryset):
+        """Failed mail back in the queue, due now: for once the cause (a
+        refused sender, a full mailbox) is fixed. Other mail is left alone."""
+        selected = queryset.count()
+        queued = queryset.filter(status=OutgoingMail.Status.FAILED).update(
+            status=OutgoingMail.Status.QUEUED, due_at=Now()
+        )
+        message = ngettext(
+            "{count} mail queued again.", "{count} mails queued again.", queued
+        ).format(count=queued)
+        if skipped := selected - queued:
+            message += " " + ngettext(
+                "{count} had not failed and is unchanged.",
+                "{count} had not failed and are unchanged.",
+                skipped,
+            ).format(count=skipped)
+        self.message_user(request, message)
+
+
+@admin.register(ConsentWording)
+class ConsentWordingAdmin(ReadOnlyAdmin):
+    list_display = ("version", "text", "privacy_url", "checkbox", "first_used_at")

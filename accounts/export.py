@@ -6,7 +6,14 @@ from itertools import islice
 
 from django.db.models import CharField, Func
 
-HEADER = ("name", "email", "signed_up_at")
+HEADER = (
+    "name",
+    "email",
+    "signed_up_at",
+    "status",
+    "confirmed_at",
+    "consent_version",
+)
 # A spreadsheet treats a cell starting with one of these as a formula
 # (OWASP "CSV injection"); a leading apostrophe makes it plain text.
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -46,13 +53,26 @@ def csv_batches(queryset, size=LINES_PER_CHUNK):
     yield writer.writerow(HEADER), 0
     rows = (
         queryset.order_by("signed_up_at", "id")
-        .annotate(signed_up_at_text=IsoFormatUTC("signed_up_at"))
-        .values_list("name", "email", "signed_up_at_text")
+        .annotate(
+            signed_up_at_text=IsoFormatUTC("signed_up_at"),
+            # NULL (never confirmed) stays NULL, an empty cell.
+            confirmed_at_text=IsoFormatUTC("confirmed_at"),
+        )
+        .values_list(
+            "name",
+            "email",
+            "signed_up_at_text",
+            "status",
+            "confirmed_at_text",
+            "consent_version",
+        )
         .iterator(chunk_size=2000)
     )
     while batch := list(islice(rows, size)):
+        # Only name and email are typed by visitors; the rest is the site's.
         lines = (
-            writer.writerow((neutralise(n), neutralise(e), at)) for n, e, at in batch
+            writer.writerow((neutralise(n), neutralise(e), at, st, conf, version))
+            for n, e, at, st, conf, version in batch
         )
         yield "".join(lines), len(batch)
 

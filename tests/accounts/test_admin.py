@@ -188,13 +188,48 @@ def test_csv_export_of_selected_rows(admin_client):
     assert response["Content-Type"] == "text/csv; charset=utf-8"
     assert response["Content-Disposition"].startswith('attachment; filename="signups-')
     rows = read_csv(response)
-    assert rows[0] == ["name", "email", "signed_up_at"]
+    assert rows[0] == [
+        "name",
+        "email",
+        "signed_up_at",
+        "status",
+        "confirmed_at",
+        "consent_version",
+    ]
     assert [row[:2] for row in rows[1:]] == [
         ["Ada", "ada@example.com"],
         ["Grace", "grace@example.com"],
     ]
     ada.refresh_from_db()
     assert rows[1][2] == ada.signed_up_at.isoformat()
+    assert rows[1][3:] == ["unconfirmed", "", ""]
+
+
+def test_csv_export_of_a_status_filter_carries_status_and_consent(admin_client):
+    Signup.objects.create(name="Old", email="old@example.com")
+    waiting = make_signup("Waiting", "waiting@example.com")
+    confirmed = make_signup("Sure", "sure@example.com")
+    Signup.objects.filter(pk=waiting.pk).update(status="pending", consent_version="v2")
+    confirmed_at = timezone.now()
+    Signup.objects.filter(pk=confirmed.pk).update(
+        status="confirmed", confirmed_at=confirmed_at, consent_version="v1"
+    )
+
+    response = admin_client.post(
+        f"{CHANGELIST}?status__exact=confirmed",
+        {"action": "export_csv", "select_across": "1", "_selected_action": ["1"]},
+    )
+
+    rows = read_csv(response)
+    assert [row[1:] for row in rows[1:]] == [
+        [
+            "sure@example.com",
+            Signup.objects.get(pk=confirmed.pk).signed_up_at.isoformat(),
+            "confirmed",
+            confirmed_at.isoformat(),
+            "v1",
+        ]
+    ]
 
 
 def test_csv_export_of_everything_matching_a_search(admin_client):

@@ -28,7 +28,14 @@ from tests.support.commands import PROJECT_ROOT, TEST_SECRET_KEY, manage
 from tests.support.commands import site_environment as base_environment
 from tests.support.stack import connect, shared_database
 
-HEADER = ["name", "email", "signed_up_at"]
+HEADER = [
+    "name",
+    "email",
+    "signed_up_at",
+    "status",
+    "confirmed_at",
+    "consent_version",
+]
 
 
 def at(text):
@@ -66,7 +73,14 @@ def test_writes_every_signup_oldest_first_with_a_header(month):
         "alan@example.com",
         "edsger@example.com",
     ]
-    assert rows[2] == ["Grace Hopper", "grace@example.com", "2025-03-10T12:30:00+00:00"]
+    assert rows[2] == [
+        "Grace Hopper",
+        "grace@example.com",
+        "2025-03-10T12:30:00+00:00",
+        "unconfirmed",
+        "",
+        "",
+    ]
     assert "Exported 5 sign-ups to standard output" in messages
 
 
@@ -74,6 +88,38 @@ def test_cells_a_spreadsheet_would_run_are_neutralised(month):
     rows, _ = export()
 
     assert rows[3][0] == "'=cmd|' /C calc'!A0"
+
+
+def test_each_row_carries_status_confirmation_time_and_consent_version(month):
+    Signup.objects.filter(email="ada@example.com").update(
+        status=Signup.Status.CONFIRMED,
+        confirmed_at=at("2025-03-02T08:15:00.000250"),
+        consent_version="0123abcd4567",
+    )
+    Signup.objects.filter(email="grace@example.com").update(
+        status=Signup.Status.PENDING, consent_version="0123abcd4567"
+    )
+
+    rows, _ = export("--until", "2025-03-10")
+
+    assert rows[1:] == [
+        [
+            "Ada Lovelace",
+            "ada@example.com",
+            "2025-03-01T00:00:00+00:00",
+            "confirmed",
+            "2025-03-02T08:15:00.000250+00:00",
+            "0123abcd4567",
+        ],
+        [
+            "Grace Hopper",
+            "grace@example.com",
+            "2025-03-10T12:30:00+00:00",
+            "pending",
+            "",
+            "0123abcd4567",
+        ],
+    ]
 
 
 def test_a_date_range_includes_both_days_whole(month):
@@ -123,7 +169,7 @@ def test_a_file_is_complete_private_and_left_no_temporary_file(month, tmp_path):
     with target.open(newline="", encoding="utf-8") as stream:
         rows = list(csv.reader(stream))
     assert len(rows) == 6
-    assert target.read_bytes().startswith(b"name,email,signed_up_at\r\n")
+    assert target.read_bytes().startswith(",".join(HEADER).encode() + b"\r\n")
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
     assert sorted(path.name for path in tmp_path.iterdir()) == ["signups.csv"]
     assert f"Exported 5 sign-ups to {target}" in messages
@@ -271,7 +317,7 @@ def test_a_reader_that_stops_early_gets_no_traceback(exported_database):
     export.stderr.close()
 
     assert export.wait(timeout=60) == 1
-    assert head.stdout.decode().splitlines()[0] == "name,email,signed_up_at"
+    assert head.stdout.decode().splitlines()[0] == ",".join(HEADER)
     assert len(head.stdout.splitlines()) == 3
     assert "Traceback" not in errors
     assert "Standard output was closed after" in errors

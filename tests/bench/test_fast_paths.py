@@ -45,7 +45,11 @@ def signups():
         signup = Signup.objects.create(
             name=f"Person {number}", email=f"person{number}@example.com"
         )
-        Signup.objects.filter(pk=signup.pk).update(signed_up_at=moment)
+        # Every other one confirmed a little later, across the same turns.
+        confirmed = {"status": "confirmed", "confirmed_at": moment + timedelta(hours=5)}
+        Signup.objects.filter(pk=signup.pk).update(
+            signed_up_at=moment, **(confirmed if number % 2 else {})
+        )
         rows.append(Signup.objects.get(pk=signup.pk))
     return rows
 
@@ -54,11 +58,21 @@ def python_csv(queryset):
     """The export with timestamps formatted in Python, as Django would."""
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(("name", "email", "signed_up_at"))
-    for name, email, signed_up_at in queryset.order_by(
-        "signed_up_at", "id"
-    ).values_list("name", "email", "signed_up_at"):
-        writer.writerow((neutralise(name), neutralise(email), signed_up_at.isoformat()))
+    writer.writerow(
+        ("name", "email", "signed_up_at", "status", "confirmed_at", "consent_version")
+    )
+    for signup in queryset.order_by("signed_up_at", "id"):
+        confirmed_at = signup.confirmed_at.isoformat() if signup.confirmed_at else ""
+        writer.writerow(
+            (
+                neutralise(signup.name),
+                neutralise(signup.email),
+                signup.signed_up_at.isoformat(),
+                signup.status,
+                confirmed_at,
+                signup.consent_version,
+            )
+        )
     return out.getvalue()
 
 
@@ -147,7 +161,9 @@ def test_the_export_comes_in_batches_of_rows_after_the_header(signups):
 
     assert [rows for _text, rows in batches] == [0, 3, 3, 2]
     assert [text.count("\r\n") for text, _rows in batches] == [1, 3, 3, 2]
-    assert batches[0][0] == "name,email,signed_up_at\r\n"
+    assert batches[0][0] == (
+        "name,email,signed_up_at,status,confirmed_at,consent_version\r\n"
+    )
     assert list(csv_chunks(queryset, size=3)) == [text for text, _rows in batches]
     assert "".join(csv_chunks(queryset)) == python_csv(queryset)
 

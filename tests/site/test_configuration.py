@@ -501,3 +501,310 @@ def test_the_reader_gunicorn_shares_collects_its_problems_too():
         "LEVEL='Loud' is not one of info, debug.",
         "WORKERS='$UNSET_NAME' is not a whole number of at least 1.",
     ]
+
+
+# --------------------------------------------------------------------------
+# mail, double opt-in and consent
+
+MAIL = {**BASE, "DEFAULT_FROM_EMAIL": "Sign-ups <signup@example.com>"}
+BAD_EMAIL_URL = (
+    "EMAIL_URL is not a mail server address: use smtp://user:password@host:port "
+    "(smtp+tls:// for STARTTLS, smtp+ssl:// for TLS from the start), with special "
+    "characters in the password percent-encoded, or consolemail:// to print mail "
+    "to the log."
+)
+
+
+def test_no_mail_by_default():
+    config = load(BASE)
+
+    assert config.mail is None
+    assert config.double_opt_in is False
+    assert (config.confirm_days, config.purge_days) == (7, 30)
+    assert (config.consent_text, config.privacy_url) == ("", "")
+    assert config.consent_checkbox is False
+    assert config.secret_key_fallbacks == []
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        (
+            "smtp://signup%40example.com:p%40ss%3Aw%2Frd@mail.example.com:25",
+            {
+                "EMAIL_HOST": "mail.example.com",
+                "EMAIL_PORT": 25,
+                "EMAIL_HOST_USER": "signup@example.com",
+                "EMAIL_HOST_PASSWORD": "p@ss:w/rd",
+            },
+        ),
+        # django-environ's smtps:// is STARTTLS, like smtp+tls://.
+        (
+            "smtps://mail.example.com:587",
+            {
+                "EMAIL_HOST": "mail.example.com",
+                "EMAIL_PORT": 587,
+                "EMAIL_USE_TLS": True,
+            },
+        ),
+        (
+            "smtp+tls://mail.example.com:587",
+            {
+                "EMAIL_HOST": "mail.example.com",
+                "EMAIL_PORT": 587,
+                "EMAIL_USE_TLS": True,
+            },
+        ),
+        (
+            "smtp+ssl://mail.example.com:465",
+            {
+                "EMAIL_HOST": "mail.example.com",
+                "EMAIL_PORT": 465,
+                "EMAIL_USE_SSL": True,
+            },
+        ),
+    ],
+)
+def test_an_smtp_url_gives_djangos_settings(url, expected):
+    config = load({**MAIL, "EMAIL_URL": url})
+
+    assert config.mail == {
+        "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        **expected,
+        "EMAIL_TIMEOUT": 10.0,
+        "DEFAULT_FROM_EMAIL": "Sign-ups <signup@example.com>",
+    }
+
+
+def test_console_mail_prints_to_the_log():
+    config = load({**MAIL, "EMAIL_URL": "consolemail://"})
+
+    assert config.mail["EMAIL_BACKEND"] == (
+        "django.core.mail.backends.console.EmailBackend"
+    )
+
+
+def test_the_mail_url_and_timeout_from_a_file_and_the_environment(tmp_path):
+    url_file = tmp_path / "email-url"
+    url_file.write_text("smtp://user:secret@mail.example.com:2525\n")
+
+    config = load({**MAIL, "EMAIL_URL_FILE": str(url_file), "EMAIL_TIMEOUT": "2.5"})
+
+    assert config.mail["EMAIL_HOST_PASSWORD"] == "secret"
+    assert config.mail["EMAIL_PORT"] == 2525
+    assert config.mail["EMAIL_TIMEOUT"] == 2.5
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "mail.example.com:25",
+        "http://mail.example.com",
+        "smtp://user:secret@mail.example.com:notaport",
+        "smtp://user:secret@mail.example.com:99999",
+        "smtpx://user:secret@mail.example.com",
+    ],
+)
+def test_a_bad_mail_url_is_a_problem_that_never_shows_the_password(url):
+    found = problems({**MAIL, "EMAIL_URL": url})
+
+    assert found == [BAD_EMAIL_URL]
+    assert "secret" not in "".join(found)
+
+
+def test_mail_without_a_sender_is_a_problem():
+    assert problems({**BASE, "EMAIL_URL": "smtp://mail.example.com:25"}) == [
+        "DEFAULT_FROM_EMAIL is not set: mail needs a sender address, e.g. "
+        "DEFAULT_FROM_EMAIL='Sign-ups <signup@example.com>'."
+    ]
+
+
+@pytest.mark.parametrize("sender", ["signup", "Sign-ups", "a b@example.com"])
+def test_a_sender_that_is_not_an_address_is_a_problem(sender):
+    environment = {
+        **BASE,
+        "EMAIL_URL": "smtp://mail.example.com:25",
+        "DEFAULT_FROM_EMAIL": sender,
+    }
+
+    assert problems(environment) == [
+        f"DEFAULT_FROM_EMAIL={sender!r} is not a mail address: use "
+        "signup@example.com or 'Sign-ups <signup@example.com>'."
+    ]
+
+
+def test_double_opt_in_without_mail_is_a_problem():
+    assert problems({**BASE, "SIGNUP_DOUBLE_OPT_IN": "true"}) == [
+        "SIGNUP_DOUBLE_OPT_IN is on but no mail is configured: set EMAIL_URL "
+        "(or EMAIL_URL_FILE) and DEFAULT_FROM_EMAIL, or turn it off."
+    ]
+
+
+def test_double_opt_in_with_a_bad_mail_url_names_the_url_only():
+    found = problems({**MAIL, "EMAIL_URL": "http://x", "SIGNUP_DOUBLE_OPT_IN": "1"})
+
+    assert found == [BAD_EMAIL_URL]
+
+
+def test_double_opt_in_with_mail():
+    config = load(
+        {**MAIL, "EMAIL_URL": "smtp://mail.example.com", "SIGNUP_DOUBLE_OPT_IN": "on"}
+    )
+
+    assert config.double_opt_in is True
+
+
+@pytest.mark.parametrize(("purge", "confirm"), [("6", None), ("3", "4"), ("1", "2")])
+def test_a_purge_shorter_than_the_confirmation_is_a_problem(purge, confirm):
+    environment = {**BASE, "SIGNUP_PURGE_DAYS": purge}
+    if confirm:
+        environment["SIGNUP_CONFIRM_DAYS"] = confirm
+
+    assert problems(environment) == [
+        f"SIGNUP_PURGE_DAYS={purge} is shorter than SIGNUP_CONFIRM_DAYS="
+        f"{confirm or 7}: a sign-up would be deleted while its confirmation "
+        "link still works."
+    ]
+
+
+def test_purge_and_confirmation_may_be_the_same_length():
+    config = load({**BASE, "SIGNUP_PURGE_DAYS": "7", "SIGNUP_CONFIRM_DAYS": "7"})
+
+    assert (config.confirm_days, config.purge_days) == (7, 7)
+
+
+@pytest.mark.parametrize("name", ["SIGNUP_CONFIRM_DAYS", "SIGNUP_PURGE_DAYS"])
+@pytest.mark.parametrize("value", ["0", "a week", "-1", "1.5"])
+def test_days_are_whole_numbers_of_at_least_one(name, value):
+    found = problems({**BASE, name: value})
+
+    assert f"{name}={value!r} is not a whole number of at least 1." in found
+
+
+@pytest.mark.parametrize(
+    "url", ["https://example.com/privacy", "/privacy/", "http://example.com/p?a=1"]
+)
+def test_the_consent_wording(url):
+    config = load(
+        {
+            **BASE,
+            "SIGNUP_CONSENT_TEXT": " I agree to the monthly news. ",
+            "SIGNUP_PRIVACY_URL": url,
+            "SIGNUP_CONSENT_CHECKBOX": "yes",
+        }
+    )
+
+    assert config.consent_text == "I agree to the monthly news."
+    assert config.privacy_url == url
+    assert config.consent_checkbox is True
+
+
+@pytest.mark.parametrize(
+    "url", ["javascript:alert(1)", "privacy", "ftp://example.com/", '/a"onclick=x']
+)
+def test_a_privacy_url_that_is_not_a_link_is_a_problem(url):
+    (problem,) = problems({**BASE, "SIGNUP_PRIVACY_URL": url})
+
+    assert problem.startswith(f"SIGNUP_PRIVACY_URL={url!r} is not a link")
+
+
+def test_earlier_secret_keys_from_a_list_or_a_file(tmp_path):
+    listed = load({**BASE, "DJANGO_SECRET_KEY_FALLBACKS": " old-one , older-one ,"})
+    keys = tmp_path / "fallbacks"
+    keys.write_text("old-one\n\nolder-one\n")
+    from_file = load({**BASE, "DJANGO_SECRET_KEY_FALLBACKS_FILE": str(keys)})
+
+    assert listed.secret_key_fallbacks == ["old-one", "older-one"]
+    assert from_file.secret_key_fallbacks == ["old-one", "older-one"]
+
+
+def test_mail_problems_are_listed_with_the_others():
+    found = problems(
+        {
+            "DJANGO_DEBUG": "perhaps",
+            "EMAIL_URL": "http://mail.example.com",
+            "SIGNUP_DOUBLE_OPT_IN": "maybe",
+            "SIGNUP_PURGE_DAYS": "2",
+            "SIGNUP_PRIVACY_URL": "privacy",
+        }
+    )
+
+    joined = "\n".join(found)
+    assert len(found) == 6, found
+    for start in (
+        "DJANGO_SECRET_KEY (or DJANGO_SECRET_KEY_FILE) is not set",
+        "DJANGO_DEBUG='perhaps'",
+        "EMAIL_URL is not a mail server address",
+        "SIGNUP_DOUBLE_OPT_IN='maybe' is not a boolean",
+        "SIGNUP_PURGE_DAYS=2 is shorter than SIGNUP_CONFIRM_DAYS=7",
+        "SIGNUP_PRIVACY_URL='privacy' is not a link",
+    ):
+        assert start in joined
+
+
+def test_mail_problems_stop_manage_py_with_one_message():
+    result = manage(
+        "check",
+        env=site_environment(
+            DJANGO_SECRET_KEY=GOOD_KEY,
+            POSTGRES_PASSWORD="x",
+            SIGNUP_DOUBLE_OPT_IN="true",
+            SIGNUP_PURGE_DAYS="1",
+        ),
+    )
+
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith(
+        "The site is not configured correctly (2 problems):"
+    )
+    assert "  - SIGNUP_DOUBLE_OPT_IN is on but no mail is configured" in result.stderr
+    assert "  - SIGNUP_PURGE_DAYS=1 is shorter than" in result.stderr
+
+
+def test_the_mail_settings_reach_django():
+    values = settings_in_child_process(
+        [
+            "EMAIL_CONFIGURED",
+            "EMAIL_BACKEND",
+            "EMAIL_HOST",
+            "EMAIL_PORT",
+            "EMAIL_USE_SSL",
+            "EMAIL_TIMEOUT",
+            "DEFAULT_FROM_EMAIL",
+            "SIGNUP_DOUBLE_OPT_IN",
+            "SECRET_KEY_FALLBACKS",
+        ],
+        DJANGO_SECRET_KEY=GOOD_KEY,
+        POSTGRES_PASSWORD="x",
+        EMAIL_URL="smtp+ssl://mail.example.com:465",
+        DEFAULT_FROM_EMAIL="signup@example.com",
+        SIGNUP_DOUBLE_OPT_IN="true",
+        DJANGO_SECRET_KEY_FALLBACKS="old-key",
+    )
+
+    assert values == [
+        "True",
+        "'django.core.mail.backends.smtp.EmailBackend'",
+        "'mail.example.com'",
+        "465",
+        "True",
+        "10.0",
+        "'signup@example.com'",
+        "True",
+        "['old-key']",
+    ]
+
+
+def test_without_mail_django_sends_nowhere():
+    values = settings_in_child_process(
+        ["EMAIL_CONFIGURED", "EMAIL_BACKEND", "SIGNUP_DOUBLE_OPT_IN"],
+        DJANGO_SECRET_KEY=GOOD_KEY,
+        POSTGRES_PASSWORD="x",
+    )
+
+    assert values == [
+        "False",
+        "'django.core.mail.backends.dummy.EmailBackend'",
+        "False",
+    ]

@@ -190,6 +190,12 @@ def _mail(env):
         mail = environ.Env.email_url_config(url) if scheme in SCHEMES else {}
     except Exception:  # a bad port is a ValueError, and there are others
         mail = {}
+    # smtp:// with no host (an empty variable in it, say) would be Django's
+    # default, localhost:25: not what anyone meant.
+    if mail.get("EMAIL_BACKEND", "").endswith(".smtp.EmailBackend") and not (
+        mail.get("EMAIL_HOST")
+    ):
+        mail = {}
     if not mail:
         env.problems.append(
             "EMAIL_URL is not a mail server address: use "
@@ -201,6 +207,14 @@ def _mail(env):
     settings = {key: value for key, value in mail.items() if value not in (None, "")}
     settings.pop("OPTIONS", None)
     settings["EMAIL_TIMEOUT"] = env.seconds("EMAIL_TIMEOUT", DEFAULT_EMAIL_TIMEOUT)
+    if settings["EMAIL_TIMEOUT"] == 0:
+        # smtplib refuses a timeout of 0 (a socket that never waits) on every
+        # mail; it does not mean "no limit".
+        env.problems.append(
+            f"EMAIL_TIMEOUT={env.raw('EMAIL_TIMEOUT')!r} is not a time to wait: "
+            "use a number of seconds above 0, such as 10."
+        )
+        settings["EMAIL_TIMEOUT"] = DEFAULT_EMAIL_TIMEOUT
     sender = env.string("DEFAULT_FROM_EMAIL")
     if sender is None:
         env.problems.append(

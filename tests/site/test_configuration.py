@@ -603,6 +603,9 @@ def test_the_mail_url_and_timeout_from_a_file_and_the_environment(tmp_path):
         "smtp://user:secret@mail.example.com:notaport",
         "smtp://user:secret@mail.example.com:99999",
         "smtpx://user:secret@mail.example.com",
+        "smtp://",
+        "smtp+tls://user:secret@:587",
+        "smtp+ssl://user:secret@",
     ],
 )
 def test_a_bad_mail_url_is_a_problem_that_never_shows_the_password(url):
@@ -610,6 +613,16 @@ def test_a_bad_mail_url_is_a_problem_that_never_shows_the_password(url):
 
     assert found == [BAD_EMAIL_URL]
     assert "secret" not in "".join(found)
+
+
+@pytest.mark.parametrize("value", ["0", "0.0"])
+def test_a_mail_timeout_of_zero_is_a_problem(value):
+    assert problems(
+        {**MAIL, "EMAIL_URL": "smtp://mail.example.com", "EMAIL_TIMEOUT": value}
+    ) == [
+        f"EMAIL_TIMEOUT={value!r} is not a time to wait: use a number of seconds "
+        "above 0, such as 10."
+    ]
 
 
 def test_mail_without_a_sender_is_a_problem():

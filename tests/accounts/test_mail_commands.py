@@ -220,3 +220,19 @@ def test_purge_refuses_a_purge_shorter_than_the_confirmation(site_database):
     assert "SIGNUP_PURGE_DAYS=3 is shorter than SIGNUP_CONFIRM_DAYS=7" in (
         result.stderr
     )
+
+
+def test_the_mailer_without_mail_says_so_and_once_returns(tmp_path):
+    # --once is for cron and tests: it must end even with nothing to send to.
+    result = manage(
+        "deliver_mail",
+        "--once",
+        env=site_environment(
+            DJANGO_SECRET_KEY=TEST_SECRET_KEY,
+            MAILER_HEARTBEAT_FILE=tmp_path / "heartbeat",
+        ),
+        timeout=60,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "No mail is configured (EMAIL_URL): nothing will be sent." in (result.stderr)

@@ -40,6 +40,9 @@ class Command(BaseCommand):
                 "No mail is configured (EMAIL_URL): nothing will be sent. "
                 "Sign-ups are stored as without the mailer."
             )
+            if once:
+                return
+            # Idle, not exiting: an orchestrator would restart it in a loop.
             while not stop.is_set():
                 mailer.wait(60)
             return

@@ -20,6 +20,9 @@ TEST_ENVIRONMENT = {
 }
 for _name in ("DATABASE_URL", "DJANGO_SECRET_KEY_FILE", "POSTGRES_PASSWORD_FILE"):
     os.environ.pop(_name, None)
+# No test mails the caller's mail server; the mail tests bring their own.
+for _name in ("EMAIL_URL", "EMAIL_URL_FILE", "DEFAULT_FROM_EMAIL"):
+    os.environ.pop(_name, None)
 for _name in [n for n in os.environ if n.startswith("DJANGO_SUPERUSER_")]:
     os.environ.pop(_name)
 os.environ.update(TEST_ENVIRONMENT)

@@ -18,6 +18,7 @@ docs/screenshots/ instead:
     .venv/bin/pytest tests/browser --update-screenshots
 """
 
+import contextlib
 import os
 import random
 from datetime import UTC, datetime, timedelta
@@ -250,16 +251,16 @@ class PageProblems:
         self.lines.append(f"CSP violation: {report}")
 
 
-@pytest.fixture
-def open_context(browser, site):
-    """Factory of browser contexts (each a fresh profile) on the site; after
-    the test, none of their pages may have logged an error or a CSP
-    violation."""
+@contextlib.contextmanager
+def watched_contexts(browser, base_url):
+    """Factory of browser contexts (each a fresh profile) on the site at
+    BASE_URL; at the end, none of their pages may have logged an error or a
+    CSP violation."""
     contexts = []
 
     def make(viewport=VISITOR, **options):
         context = browser.new_context(
-            base_url=site.base_url,
+            base_url=base_url,
             viewport=viewport,
             locale="en-GB",
             timezone_id="UTC",
@@ -278,6 +279,13 @@ def open_context(browser, site):
     for context in contexts:
         context.close()
     assert not problems, "the pages reported problems:\n" + "\n".join(problems)
+
+
+@pytest.fixture
+def open_context(browser, site):
+    """Factory of watched browser contexts on the site (watched_contexts)."""
+    with watched_contexts(browser, site.base_url) as make:
+        yield make
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import io
 import psycopg
 import pytest
 from django.contrib.admin import helpers
+from django.contrib.admin import utils as admin_utils
 from django.contrib.admin.views.main import ChangeList
 from django.contrib.sessions.middleware import SessionMiddleware
 from django.core.management.base import OutputWrapper
@@ -68,12 +69,15 @@ def test_the_admin_internals_the_sign_up_list_reuses_are_there():
         "order",
         "tzinfo",
     ], advice("djangos-admin")
+    source = inspect.getsource(admin_utils.get_deleted_objects)
+    assert "perms_needed.add(opts.verbose_name)" in source, advice("djangos-admin")
 
 
 @pytest.mark.parametrize(
     ("name", "blocks"),
     [
         ("admin/change_list.html", ("extrastyle", "search")),
+        ("admin/base.html", ("messages",)),
         ("admin/actions.html", ("actions-counter",)),
     ],
 )

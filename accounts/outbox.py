@@ -14,7 +14,7 @@ from django.conf import settings
 from django.core.mail import get_connection
 from django.db import DatabaseError, connection, transaction
 from django.db.models import DateTimeField, ExpressionWrapper
-from django.db.models.functions import Now
+from django.db.models.functions import Coalesce, Now
 from django.utils import timezone
 
 from accounts.mail import confirmation_mail
@@ -69,12 +69,16 @@ def retry_delay(attempts):
 
 
 def purge():
-    """Delete sign-ups still waiting for confirmation after SIGNUP_PURGE_DAYS
-    and sent or failed mail older than KEEP_SENT; return how many of each."""
+    """Delete sign-ups still waiting for confirmation SIGNUP_PURGE_DAYS after
+    their last confirmation mail, and sent or failed mail older than
+    KEEP_SENT; return how many of each."""
     now = timezone.now()
-    pending = Signup.objects.filter(
-        status=Signup.Status.PENDING,
-        signed_up_at__lt=now - timedelta(days=settings.SIGNUP_PURGE_DAYS),
+    # From the last mail, not the sign-up: a mail sent again holds a new link
+    # and says how long the address is kept.
+    pending = (
+        Signup.objects.filter(status=Signup.Status.PENDING)
+        .alias(last_asked=Coalesce("last_mailed_at", "signed_up_at"))
+        .filter(last_asked__lt=now - timedelta(days=settings.SIGNUP_PURGE_DAYS))
     )
     old_mail = OutgoingMail.objects.exclude(status=OutgoingMail.Status.QUEUED).filter(
         created_at__lt=now - KEEP_SENT

@@ -73,6 +73,29 @@ def test_purge_deletes_only_sign_ups_left_waiting_too_long(settings):
 
 
 @pytest.mark.django_db
+def test_purge_keeps_a_sign_up_mailed_again_while_its_new_link_works(settings):
+    settings.SIGNUP_PURGE_DAYS = 30
+    # Signed up 31 days ago, and again yesterday: yesterday's mail holds a
+    # link that works for days and says the address is kept for 30.
+    mailed_again = make(
+        "again@example.com",
+        Signup.Status.PENDING,
+        days_ago=31,
+        last_mailed_at=timezone.now() - timedelta(days=1),
+    )
+    make(
+        "forgotten@example.com",
+        Signup.Status.PENDING,
+        days_ago=45,
+        last_mailed_at=timezone.now() - timedelta(days=31),
+    )
+
+    run("purge_signups")
+
+    assert emails() == [mailed_again.email]
+
+
+@pytest.mark.django_db
 def test_purge_follows_the_setting(settings):
     settings.SIGNUP_PURGE_DAYS = 10
     make("eleven@example.com", Signup.Status.PENDING, days_ago=11)

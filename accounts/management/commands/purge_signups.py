@@ -9,8 +9,8 @@ from accounts.outbox import KEEP_SENT, purge
 class Command(BaseCommand):
     help = (
         "Delete sign-ups not confirmed within SIGNUP_PURGE_DAYS "
-        f"({settings.SIGNUP_PURGE_DAYS}) days, and records of mail sent more "
-        f"than {KEEP_SENT.days} days ago."
+        f"({settings.SIGNUP_PURGE_DAYS}) days of their last confirmation mail, "
+        f"and records of mail sent more than {KEEP_SENT.days} days ago."
     )
 
     def handle(self, *args, **options):

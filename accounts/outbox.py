@@ -38,7 +38,7 @@ PURGE_EVERY = timedelta(days=1)
 KEEP_SENT = timedelta(days=30)
 
 NEXT_DUE = """
-SELECT m.id, m.kind, m.attempts, m.created_at, s.id, s.email
+SELECT m.id, m.kind, m.attempts, m.created_at, s.id, s.email, s.status
 FROM accounts_outgoingmail AS m JOIN accounts_signup AS s ON s.id = m.signup_id
 WHERE m.status = %s AND m.due_at <= now()
 ORDER BY m.due_at, m.id
@@ -103,7 +103,8 @@ class Mailer:
         self.sent = 0
 
     def run(self, once=False):
-        """Send mail as it becomes due; with ONCE, stop when none is due."""
+        """Send mail as it becomes due; with ONCE, stop when none is due,
+        and raise Unreachable rather than wait for the server."""
         try:
             while not self.stop.is_set():
                 self.beat()
@@ -115,6 +116,8 @@ class Mailer:
                             return
                         self.wait(POLL_SECONDS)
                 except Unreachable as exc:
+                    if once:
+                        raise
                     self.back_off(f"mail server unreachable: {exc}")
                 except DatabaseError as exc:
                     # The server went away or restarted: a new connection next.
@@ -135,7 +138,13 @@ class Mailer:
                 row = cursor.fetchone()
             if row is None:
                 return False
-            mail_id, kind, attempts, created_at, signup_id, address = row
+            mail_id, kind, attempts, created_at, signup_id, address, status = row
+            if kind == OutgoingMail.Kind.CONFIRM and status == Signup.Status.CONFIRMED:
+                # Confirmed while this waited (a retry, or queued again by
+                # hand): asking again would only confuse.
+                OutgoingMail.objects.filter(pk=mail_id).delete()
+                log.info("Dropped mail %d (%s): already confirmed.", mail_id, kind)
+                return True
             attempts += 1
             try:
                 message = self.compose(kind, mail_id, signup_id, address)

@@ -331,3 +331,14 @@ def test_the_same_mail_composed_again_keeps_its_message_id(sent):
     again = mail.confirmation_mail(queued.pk, queued.signup_id, "ada@example.com")
 
     assert again.extra_headers["Message-ID"] == message["Message-ID"]
+
+
+def test_a_mail_asking_an_address_confirmed_meanwhile_is_dropped(mailoutbox):
+    sign_up("ada@example.com")
+    OutgoingMail.objects.update(due_at=timezone.now() - timedelta(minutes=1))
+    Signup.objects.confirm(Signup.objects.get().pk)
+
+    Mailer().run(once=True)
+
+    assert mailoutbox == []
+    assert not OutgoingMail.objects.exists()

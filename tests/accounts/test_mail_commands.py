@@ -3,6 +3,7 @@
 they delete, and in child processes for their exit codes and messages.
 """
 
+import socket
 from datetime import timedelta
 from io import StringIO
 
@@ -259,3 +260,40 @@ def test_the_mailer_without_mail_says_so_and_once_returns(tmp_path):
 
     assert result.returncode == 0, result.stderr
     assert "No mail is configured (EMAIL_URL): nothing will be sent." in (result.stderr)
+
+
+def test_the_mailer_once_fails_when_the_server_cannot_be_reached(
+    site_database, tmp_path
+):
+    # A cron job's run must end with an error, not back off for hours.
+    env, db = site_database
+    with connect(db, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO accounts_signup (name, email, status)"
+            " VALUES ('Ada', 'ada@example.com', 'pending')"
+        )
+        conn.execute(
+            "INSERT INTO accounts_outgoingmail (signup_id, kind)"
+            " SELECT id, 'confirm' FROM accounts_signup"
+        )
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    result = manage(
+        "deliver_mail",
+        "--once",
+        env={
+            **env,
+            "EMAIL_URL": f"smtp://127.0.0.1:{port}",
+            "DEFAULT_FROM_EMAIL": "signup@example.com",
+            "MAILER_HEARTBEAT_FILE": str(tmp_path / "heartbeat"),
+        },
+        timeout=60,
+    )
+
+    assert result.returncode == 1
+    assert "CommandError: The mail server cannot be reached:" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert rows(db, "SELECT status, attempts FROM accounts_outgoingmail") == [
+        ("queued", 1)
+    ]

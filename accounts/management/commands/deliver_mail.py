@@ -6,11 +6,11 @@ import signal
 import threading
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError, connection
 
 from accounts.models import OutgoingMail
-from accounts.outbox import MAX_PAUSE_SECONDS, Mailer
+from accounts.outbox import MAX_PAUSE_SECONDS, Mailer, Unreachable
 
 log = logging.getLogger("accounts.outbox")
 DEFAULT_HEARTBEAT = "/tmp/mailer-heartbeat"  # noqa: S108 (the container's own /tmp)
@@ -48,7 +48,11 @@ class Command(BaseCommand):
             return
         self.wait_for_queue(mailer)
         log.info("Mailer sending through %s.", settings.EMAIL_BACKEND)
-        mailer.run(once=once)
+        try:
+            mailer.run(once=once)
+        except Unreachable as exc:
+            # Only with --once: a cron job should fail, not wait for hours.
+            raise CommandError(f"The mail server cannot be reached: {exc}") from exc
 
     def wait_for_queue(self, mailer):
         """Until the database answers and has the queue's table (the site's

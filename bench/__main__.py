@@ -1,7 +1,9 @@
 """
-The benchmark in one command (docs/testing.md#benchmark): the site and its ceiling
-app taking turns under wrk, then the owner's paths on a million sign-ups. Exits 1
-if a phase had errors or lost sign-ups; speed alone never fails it.
+The benchmark in one command (docs/testing.md#benchmark): the site (with and
+without double opt-in) and its ceiling app taking turns under wrk, the mailer
+with a backlog and under a steady stream of sign-ups, then the owner's paths on
+a million sign-ups. Exits 1 if a phase had errors or lost sign-ups or mail;
+speed alone never fails it.
 """
 
 import argparse
@@ -13,7 +15,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import owner, report
+from bench import mail, owner, report
 from bench.load import run_phase
 from bench.stack import Stack, TargetSpec
 from loopback.processes import PROJECT_ROOT
@@ -30,7 +32,13 @@ SETTINGS = {
     "owner_duration": (5, 1, "seconds each owner path is timed"),
     "memory_requests": (10_000, 300, "requests a worker serves before its RSS"),
     "bootstrap_runs": (5, 1, "timed bootstrap runs"),
+    "mail_backlog": (10_000, 100, "mails queued for the mailer's backlog"),
+    "mail_rate": (40, 10, "sign-ups a second while the mailer runs"),
+    "mail_duration": (30, 2, "seconds of those sign-ups"),
 }
+# The site as configured by default, the site with double opt-in (and mail to
+# the benchmark's loopback mail server), and the ceiling app.
+DEFAULT_TARGETS = ["site", "opt-in=site,SIGNUP_DOUBLE_OPT_IN=true", "ceiling"]
 POSTGRES_SETTINGS = ("fsync", "synchronous_commit", "shared_buffers", "max_connections")
 
 
@@ -62,12 +70,18 @@ def parse_args(argv):
         help="what to load, in this order each round (repeatable); KIND is site "
         "or ceiling, VAR=VALUE goes into its environment, template= replaces "
         "the nginx template, root= runs another copy of the project, config= "
-        "another gunicorn config [site, ceiling]",
+        "another gunicorn config; a site with SIGNUP_DOUBLE_OPT_IN on mails "
+        f"to the benchmark's mail server [{' '.join(DEFAULT_TARGETS)}]",
     )
     parser.add_argument(
         "--no-owner", action="store_true", help="skip the owner's paths"
     )
     parser.add_argument("--no-load", action="store_true", help="skip the load phases")
+    parser.add_argument(
+        "--no-mail",
+        action="store_true",
+        help="skip the mailer's phases (they need a target with double opt-in)",
+    )
     parser.add_argument(
         "--report",
         type=Path,
@@ -88,7 +102,7 @@ def parse_args(argv):
         options.report = None
     try:
         options.target = [
-            TargetSpec.parse(text) for text in options.target or ["site", "ceiling"]
+            TargetSpec.parse(text) for text in options.target or DEFAULT_TARGETS
         ]
     except ValueError as error:
         parser.error(str(error))
@@ -147,8 +161,10 @@ def main(argv=None):
         names = [target.name for target in stack.targets]
         first = {target.spec.kind: target for target in reversed(stack.targets)}
         site, ceiling = first.get("site"), first.get("ceiling")
+        confirming = next((t for t in stack.targets if t.spec.confirming), None)
         results["site"] = site and site.name
         results["ceiling"] = ceiling and ceiling.name
+        results["confirming"] = confirming and confirming.name
         results["versions"] = report.versions(stack.database)
         results["postgresql"] = {
             name: stack.database.query(f"SHOW {name}") for name in POSTGRES_SETTINGS
@@ -165,6 +181,8 @@ def main(argv=None):
         results["summary"] = report.summarize(
             results["phases"], names, results["ceiling"]
         )
+        if confirming and not options.no_mail:
+            results["mail"] = mail.run(stack, confirming, options)
         if site and not options.no_owner:
             results["owner"] = owner.run(stack, site, options)
     results["load_average"].append(report.load_average())
@@ -180,12 +198,16 @@ def main(argv=None):
         options.report.write_text(report.markdown(results))
         print(f"wrote {options.report}")
     broken = [
-        phase
+        json.dumps(phase)
         for phase in results["phases"]
-        if phase["errors"] or phase.get("rows_added") != phase.get("app_successes")
+        if phase["errors"]
+        or phase.get("rows_added") != phase.get("app_successes")
+        or phase.get("mails_queued") != phase.get("mails_expected")
     ]
-    for phase in broken:
-        print("FAILED:", json.dumps(phase))
+    if results.get("mail"):
+        broken += mail.lost(results["mail"])
+    for problem in broken:
+        print("FAILED:", problem)
     return 1 if broken else 0
 
 

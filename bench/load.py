@@ -23,6 +23,7 @@ BROWSER_HEADERS = (
     "Firefox/128.0",
 )
 CPU_PARTS = ("app", "nginx", "postgres", "wrk")
+MAILS = "SELECT count(*) FROM accounts_outgoingmail"
 
 
 def run_wrk(url, script, args=(), *, duration, connections, threads=1, headers=()):
@@ -120,7 +121,7 @@ def run_phase(target, scenario, database, round_number, **wrk):
         args = target.signup_args()
         wrk["headers"] = [f"Origin: http://{target.host}"]
     served = LogSlice(target.gunicorn.access_log.path)
-    rows = database.rows()
+    rows, mails = database.rows(), database.query(MAILS)
     before = cpu_seconds(target, database)
     phase = {"round": round_number, "scenario": scenario, "target": target.name}
     phase |= measure(target, script, args, method=method, ok=ok, **wrk)
@@ -138,4 +139,8 @@ def run_phase(target, scenario, database, round_number, **wrk):
         # whose client had gone (nginx logs 499), must be exactly one new row.
         phase["app_successes"] = answered[ok]
         phase["rows_added"] = database.rows() - rows
+        # With double opt-in, each new sign-up queues exactly one mail in the
+        # same statement; without it, none. No mailer runs meanwhile.
+        phase["mails_queued"] = database.query(MAILS) - mails
+        phase["mails_expected"] = phase["rows_added"] if target.spec.confirming else 0
     return phase

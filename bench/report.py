@@ -18,10 +18,22 @@ SCENARIOS = {"get": "`GET /`", "post": "Sign-up `POST /`"}
 GUNICORN_KEYS = ("workers", "worker_class", "max_requests", "max_requests_jitter")
 CPU_KEYS = tuple(f"{part}_cpu_ms" for part in CPU_PARTS)
 MEDIANS = ("rps", "p50_ms", "p90_ms", "p99_ms", *CPU_KEYS)
-SUMS = ("requests", "errors", "cut_off", "rows_added", "app_successes")
+SUMS = (
+    "requests",
+    "errors",
+    "cut_off",
+    "rows_added",
+    "app_successes",
+    "mails_queued",
+    "mails_expected",
+)
 # The figures compared with another target's in the same round: their titles.
 RATIOS = {"rps": "req/s", "p99_ms": "p99", "app_cpu_ms": "CPU"}
 ROWS_CHECK = "Rows added = sign-ups answered with the redirect"
+MAILS_CHECK = "Mails queued = rows added"
+# The issue's targets for the mailer.
+MAILS_PER_S = 200
+LATENCY_P95_S = 2
 OWNER_PATHS = ("admin_list", "admin_search_email", "admin_search_name", "readyz")
 # The issue's targets for the owner's paths: result, figure, limit, unit, title.
 OWNER_LIMITS = [
@@ -109,6 +121,9 @@ def summarize(phases, names, ceiling):
             entry["rows_match"] = all(
                 p.get("rows_added") == p.get("app_successes") for p in mine
             )
+            entry["mails_match"] = all(
+                p.get("mails_queued") == p.get("mails_expected") for p in mine
+            )
             # The ceiling is compared with nothing; a variant also with the first.
             others = [] if name == ceiling else dict.fromkeys((ceiling, names[0]))
             entry["vs"] = {}
@@ -122,24 +137,71 @@ def summarize(phases, names, ceiling):
     return summary
 
 
+def load_checks(results, scenario, name, title):
+    """The load targets of SCENARIO for target NAME, as rows of checks()."""
+    entry = results["summary"].get(scenario, {}).get(name)
+    ratios = entry and entry["vs"].get(results["ceiling"])
+    if not ratios or ratios["rps"] is None:
+        return []
+    rps, p99, errors = ratios["rps"], ratios["p99_ms"], entry["errors"]
+    rows = [
+        (f"{title}: req/s over the ceiling's", f"{rps:.2f}", "≥ 0.40", rps >= 0.4),
+        (f"{title}: p99 over the ceiling's", f"{p99:.2f}x", "≤ 3x", p99 <= 3),
+        (f"{title}: errors", errors, 0, errors == 0),
+    ]
+    if scenario == "post":
+        added = f"{entry['rows_added']:,} = {entry['app_successes']:,}"
+        check = ROWS_CHECK if name == results["site"] else f"{title}: {ROWS_CHECK}"
+        rows.append((check, added, "equal", entry["rows_match"]))
+    if scenario == "post" and name == results.get("confirming"):
+        queued = f"{entry.get('mails_queued', 0):,} = {entry['rows_added']:,}"
+        match = entry.get("mails_match", False)
+        rows.append((f"{title}: {MAILS_CHECK}", queued, "equal", match))
+    return rows
+
+
+def mail_checks(mail):
+    """The mailer's targets, as rows of checks()."""
+    backlog, steady = mail["backlog"], mail["steady"]
+    rate, p95 = backlog["mails_per_s"], steady["latency_s_p95"]
+    sent = f"{backlog['accepted']:,} of {backlog['mails']:,}"
+    backlog_ok = backlog["accepted"] == backlog["mails"] and not (
+        backlog["missing"] or backlog["twice"]
+    )
+    steady_sent = f"{steady['accepted']:,} of {steady['stored']:,}"
+    steady_ok = steady["accepted"] == steady["stored"] == steady["signups"] and not (
+        steady["missing"] or steady["twice"] or steady["errors"]
+    )
+    at = f"at {steady['rate']} sign-ups/s"
+    return [
+        (
+            f"Mailer, a backlog of {backlog['mails']:,} mails: mails/s",
+            f"{rate:,.0f}",
+            f"≥ {MAILS_PER_S}",
+            rate >= MAILS_PER_S,
+        ),
+        ("Mailer, the backlog accepted by SMTP, each once", sent, "all", backlog_ok),
+        (
+            f"Sign-up to its mail accepted by SMTP {at}, p95",
+            "-" if p95 is None else f"{p95:.2f} s",
+            f"< {LATENCY_P95_S} s",
+            p95 is not None and p95 < LATENCY_P95_S,
+        ),
+        (f"Sign-ups {at}: mails accepted, each once", steady_sent, "all", steady_ok),
+    ]
+
+
 def checks(results):
     """[(what, measured, limit, met)] for every target of the issue."""
-    site, ceiling = results["site"], results["ceiling"]
+    site, confirming = results["site"], results.get("confirming")
     rows = []
     for scenario, title in SCENARIOS.items():
-        entry = results["summary"].get(scenario, {}).get(site)
-        ratios = entry and entry["vs"].get(ceiling)
-        if not ratios or ratios["rps"] is None:
-            continue
-        rps, p99, errors = ratios["rps"], ratios["p99_ms"], entry["errors"]
-        rows += [
-            (f"{title}: req/s over the ceiling's", f"{rps:.2f}", "≥ 0.40", rps >= 0.4),
-            (f"{title}: p99 over the ceiling's", f"{p99:.2f}x", "≤ 3x", p99 <= 3),
-            (f"{title}: errors", errors, 0, errors == 0),
-        ]
-        if scenario == "post":
-            added = f"{entry['rows_added']:,} = {entry['app_successes']:,}"
-            rows.append((ROWS_CHECK, added, "equal", entry["rows_match"]))
+        rows += load_checks(results, scenario, site, title)
+    if confirming and confirming != site:
+        title = f"{SCENARIOS['post']} with double opt-in"
+        rows += load_checks(results, "post", confirming, title)
+    if results.get("mail"):
+        rows += mail_checks(results["mail"])
     owner = results.get("owner") or {}
     for item, figure, limit, unit, what in OWNER_LIMITS:
         if item in owner:
@@ -229,12 +291,40 @@ in {copy_s:.1f} s, indexes {index_s:.1f} s, VACUUM ANALYZE {vacuum_s:.1f} s,
 - A worker's RSS: {rss_fresh_mb:.1f} MB fresh, {rss_mb:.1f} MB after
   {requests:,} requests (GET / and sign-up POSTs, alternately); master
   {master_rss_mb:.1f} MB."""
+MAIL = """
+## Mail
+
+One mailer, `manage.py deliver_mail` as the `mailer` service runs it, with
+the `{target}` target's settings, sending over one kept-open SMTP connection
+to a mail server on loopback (`bench/smtp_sink.py`, aiosmtpd) that accepts
+every mail and notes the time. No mailer runs during the load phases above:
+the `{target}` target's sign-ups only queue their mails there, and those are
+discarded before the mailer starts.
+
+- A backlog: {mails:,} confirmation mails queued in one transaction (each
+  sign-up {spacing_ms} ms older than the next, so each mail has its own
+  `due_at`, as the site queues them) while the mailer idles. Mails per second
+  count from that commit to the last mail accepted, so they include up to one
+  of the mailer's idle polls (1 s); from the first mail accepted to the last
+  it sent {sending}. CPU is what each process used over the same time, per
+  mail and as a share of one core.
+
+{backlog}
+
+- Steady: sign-up POSTs through nginx to `{target}` at {rate} a second for
+  {duration_s} s, each sent at its time whether or not the one before was
+  answered, while the mailer runs. Latency is from the sign-up's
+  `signed_up_at` (PostgreSQL's clock, on this machine) to the mail server's
+  acceptance of its mail; an idle mailer looks for new mail once a second.
+
+{steady}"""
 EXPORT = "{rows:,} rows, {mb:.1f} MB in {wall_s:.1f} s; peak RSS {peak_rss_mb:.0f} MB."
 ROWS_TEXT = (
     "- {name}: {rows_added:,} rows added, {app_successes:,} sign-ups answered with "
     "the redirect ({match}); {cut_off} requests were still running when wrk "
     "stopped (nginx logged 499; the app finished them)."
 )
+MAILS_TEXT = " {mails_queued:,} confirmation mails queued ({mails_match})."
 LOAD_COLUMNS = ["req/s", "p50 ms", "p90 ms", "p99 ms", "errors", "app CPU ms/req"]
 
 
@@ -270,10 +360,17 @@ def site_and_ceiling(summary):
         out.append(table(["Target", *CPU_PARTS, "total"], cpu_rows))
         if scenario == "post":
             match = {True: "equal", False: "NOT EQUAL"}
-            out += [""] + [
-                ROWS_TEXT.format(name=name, match=match[entry["rows_match"]], **entry)
-                for name, entry in entries.items()
-            ]
+            out.append("")
+            for name, entry in entries.items():
+                text = ROWS_TEXT.format(
+                    name=name, match=match[entry["rows_match"]], **entry
+                )
+                if entry.get("mails_queued"):
+                    text += MAILS_TEXT.format(
+                        mails_queued=entry["mails_queued"],
+                        mails_match=match[entry["mails_match"]],
+                    )
+                out.append(text)
     return "\n".join(out)
 
 
@@ -295,6 +392,43 @@ def owner_section(owner, options):
         figures[key] = EXPORT.format(mb=owner[key]["bytes"] / 1e6, **owner[key])
     header = ["Path", "requests", "p50 ms", "p90 ms", "p99 ms", "errors"]
     return OWNER.format_map(figures | {"paths": table(header, paths)})
+
+
+def mail_section(mail):
+    backlog, steady = mail["backlog"], mail["steady"]
+    parts = ("mailer", "postgres", "smtp")
+    header = ["mails", "accepted", "wall s", "mails/s", "first mail after s"]
+    header += [f"{part} CPU ms/mail" for part in parts]
+    header += [f"{part} CPU share" for part in parts]
+    backlog_row = [
+        f"{backlog['mails']:,}",
+        f"{backlog['accepted']:,}",
+        fmt(backlog.get("wall_s")),
+        fmt(backlog["mails_per_s"], 0),
+        fmt(backlog.get("first_after_s")),
+        *(fmt(backlog.get(f"{part}_cpu_ms"), 3) for part in parts),
+        *(fmt(backlog.get(f"{part}_cpu_share")) for part in parts),
+    ]
+    steady_header = ["sign-ups", "answered 302", "POST p50 ms", "POST p95 ms"]
+    steady_header += ["mail p50 s", "mail p95 s", "mail p99 s", "mail max s"]
+    steady_header += ["mails accepted", "missing", "twice", "mailer CPU share"]
+    steady_row = [
+        f"{steady['signups']:,}",
+        f"{steady['statuses'].get('302', 0):,}",
+        fmt(steady["post_ms_p50"]),
+        fmt(steady["post_ms_p95"]),
+        *(fmt(steady[f"latency_s_{q}"]) for q in ("p50", "p95", "p99", "max")),
+        f"{steady['accepted']:,}",
+        steady["missing"],
+        steady["twice"],
+        fmt(steady["mailer_cpu_share"]),
+    ]
+    sending = backlog.get("sending_per_s")
+    figures = mail["settings"] | backlog | steady | {"target": mail["target"]}
+    figures["sending"] = "-" if sending is None else f"{sending:,.0f} mails/s"
+    figures["backlog"] = table(header, [backlog_row], text_columns=0)
+    figures["steady"] = table(steady_header, [steady_row], text_columns=0)
+    return MAIL.format_map(figures)
 
 
 def markdown(results):
@@ -326,6 +460,8 @@ def markdown(results):
             text_columns=3,
         ),
     ]
+    if results.get("mail"):
+        page.append(mail_section(results["mail"]))
     if results.get("owner"):
         page.append(owner_section(results["owner"], results["options"]))
     page += ["", targets(results)]

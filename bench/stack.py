@@ -14,6 +14,7 @@ from uuid import uuid4
 
 import requests
 
+from bench.mail import SENDER, SmtpSink
 from loopback.browser import form_token, signup_token
 from loopback.dns import FakeDNS
 from loopback.gunicorn import SITE_APP, Gunicorn
@@ -26,7 +27,7 @@ from loopback.processes import (
     make_workdir,
     manage,
 )
-from signup_site.configuration import DEFAULT_MIN_FILL
+from signup_site.configuration import BOOLEANS, DEFAULT_MIN_FILL
 
 APPS = {"site": SITE_APP, "ceiling": "bench.ceiling:application"}
 
@@ -45,6 +46,12 @@ class TargetSpec:
     config: Path | None = None
 
     PATHS = ("template", "root", "config")
+
+    @property
+    def confirming(self):
+        """Whether the target runs the site with double opt-in on."""
+        word = self.env.get("SIGNUP_DOUBLE_OPT_IN", "").lower()
+        return self.kind == "site" and BOOLEANS.get(word, False)
 
     @classmethod
     def parse(cls, text):
@@ -90,6 +97,10 @@ class Target:
         port = free_port()
         self.host, self.url = f"localhost:{port}", f"http://127.0.0.1:{port}"
         self.env = stack.base_env | {"DJANGO_PUBLIC_URL": f"http://{self.host}"}
+        if spec.confirming:
+            # Double opt-in needs mail configured: the stack's loopback mail
+            # server, unless the target names its own.
+            self.env |= {"EMAIL_URL": stack.smtp.url, "DEFAULT_FROM_EMAIL": SENDER}
         self.env |= spec.env
         static_root = stack.static_root
         if spec.root:
@@ -170,6 +181,10 @@ class Stack(ProcessGroup):
         )
         manage("bootstrap", "--timeout", "30", env=self.base_env, check=True)
         manage("collectstatic", "--no-input", env=self.base_env, check=True)
+        self.smtp = None
+        if any(spec.confirming for spec in self.specs):
+            self.smtp = SmtpSink(self.root).start()
+            self.callback(self.smtp.stop)
         self.targets = [self.add_target(spec) for spec in self.specs]
 
     def add_target(self, spec):

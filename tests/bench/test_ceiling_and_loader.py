@@ -1,8 +1,8 @@
 """
 The benchmark's own parts that decide what its figures mean: the ceiling app
 does the site's job honestly (token and Origin checked, one row per address,
-a redirect), the loader's sign-ups are valid and unique, and a target spec
-reads as documented.
+a redirect), the loader's sign-ups are valid and unique, a target spec reads
+as documented, and the mailer's figures are held to the issue's limits.
 """
 
 import io
@@ -18,6 +18,7 @@ from accounts.forms import SignupForm
 from accounts.models import Signup
 from bench import ceiling
 from bench.loader import load, rows, secondary_indexes
+from bench.report import mail_checks
 from bench.stack import TargetSpec
 
 HOST = "localhost:8080"
@@ -157,3 +158,33 @@ def test_a_target_spec_reads_as_documented():
     assert TargetSpec.parse("ceiling").kind == "ceiling"
     with pytest.raises(ValueError, match="site or ceiling"):
         TargetSpec.parse("x=flask")
+
+
+def test_a_target_confirms_when_its_site_has_double_opt_in_on():
+    assert TargetSpec.parse("o=site,SIGNUP_DOUBLE_OPT_IN=true").confirming
+    assert TargetSpec.parse("o=site,SIGNUP_DOUBLE_OPT_IN=On").confirming
+    assert not TargetSpec.parse("o=site,SIGNUP_DOUBLE_OPT_IN=false").confirming
+    assert not TargetSpec.parse("site").confirming
+    # The ceiling app has no double opt-in, whatever its environment says.
+    assert not TargetSpec.parse("c=ceiling,SIGNUP_DOUBLE_OPT_IN=true").confirming
+
+
+def mail_results(rate, p95, accepted=100, twice=0):
+    backlog = {"mails": 100, "accepted": accepted, "missing": 100 - accepted}
+    backlog |= {"mails_per_s": rate, "twice": twice}
+    steady = {"signups": 40, "stored": 40, "accepted": 40, "errors": 0}
+    steady |= {"rate": 20, "latency_s_p95": p95, "missing": 0, "twice": 0}
+    return {"backlog": backlog, "steady": steady}
+
+
+@pytest.mark.parametrize(
+    ("results", "met"),
+    [
+        (mail_results(rate=200.0, p95=1.99), [True, True, True, True]),
+        (mail_results(rate=199.9, p95=2.0), [False, True, False, True]),
+        (mail_results(rate=300.0, p95=0.5, accepted=99), [True, False, True, True]),
+        (mail_results(rate=300.0, p95=0.5, twice=1), [True, False, True, True]),
+    ],
+)
+def test_the_mail_targets_are_the_issues(results, met):
+    assert [check[3] for check in mail_checks(results)] == met

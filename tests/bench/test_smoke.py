@@ -1,11 +1,13 @@
 """
 The benchmark suite (bench/) still runs, end to end, in a few seconds:
 ``python -m bench --quick`` starts the real stack on loopback, loads the site
-and the ceiling app with wrk, loads sign-ups with COPY and times the owner's
-paths. This checks that it produced every figure, that no request failed and
-that every sign-up answered with the redirect is exactly one row. It never
-checks speed: a smoke run is far too short for that, and these machines
-drift.
+(with and without double opt-in) and the ceiling app with wrk, has the mailer
+send a small backlog and the mail of a few steady sign-ups to a mail server on
+loopback, loads sign-ups with COPY and times the owner's paths. This checks
+that it produced every figure, that no request failed, that every sign-up
+answered with the redirect is exactly one row (and, with double opt-in, one
+queued mail), and that every mail arrived exactly once. It never checks speed:
+a smoke run is far too short for that, and these machines drift.
 
 Needs Debian's nginx and wrk (``apt-get install nginx wrk``): without them
 this fails in CI (CI=true) and is skipped elsewhere, like the serving tests.
@@ -22,6 +24,10 @@ import pytest
 from loopback.nginx import NGINX_BINARY
 from tests.support.ci import unavailable
 from tests.support.commands import PROJECT_ROOT
+
+# The benchmark's default targets: the site, the site with double opt-in and
+# the ceiling app.
+TARGETS = ("site", "opt-in", "ceiling")
 
 
 @pytest.fixture(scope="module")
@@ -76,9 +82,7 @@ def test_every_phase_has_its_figures_and_no_errors(smoke_run):
         (phase["target"], phase["scenario"]): phase for phase in results["phases"]
     }
     assert set(phases) == {
-        (target, scenario)
-        for target in ("site", "ceiling")
-        for scenario in ("get", "post")
+        (target, scenario) for target in TARGETS for scenario in ("get", "post")
     }
     for phase in phases.values():
         assert phase["requests"] > 0
@@ -102,15 +106,71 @@ def test_rows_equal_the_sign_ups_answered_with_the_redirect(smoke_run):
         assert entry["rows_match"]
 
 
+def test_with_double_opt_in_each_sign_up_queues_one_mail_and_without_none(
+    smoke_run,
+):
+    results = json.loads(smoke_run[1].read_text())
+
+    assert results["confirming"] == "opt-in"
+    for phase in results["phases"]:
+        if phase["scenario"] == "post":
+            queued = phase["rows_added"] if phase["target"] == "opt-in" else 0
+            assert phase["mails_queued"] == phase["mails_expected"] == queued, phase
+
+
 def test_ratios_to_the_ceiling_are_reported(smoke_run):
     results = json.loads(smoke_run[1].read_text())
 
     for scenario in ("get", "post"):
-        site = results["summary"][scenario]["site"]
-        assert site["vs"]["ceiling"]["rps"] > 0
-        assert site["vs"]["ceiling"]["p99_ms"] > 0
-        assert site["vs"]["ceiling"]["app_cpu_ms"] > 0
+        for name in ("site", "opt-in"):
+            site = results["summary"][scenario][name]
+            assert site["vs"]["ceiling"]["rps"] > 0
+            assert site["vs"]["ceiling"]["p99_ms"] > 0
+            assert site["vs"]["ceiling"]["app_cpu_ms"] > 0
+        assert results["summary"][scenario]["opt-in"]["vs"]["site"]["rps"] > 0
         assert results["summary"][scenario]["ceiling"]["vs"] == {}
+
+
+def test_the_mailer_sent_the_backlog_each_mail_once(smoke_run):
+    mail = json.loads(smoke_run[1].read_text())["mail"]
+    backlog = mail["backlog"]
+
+    assert backlog["mails"] > 0
+    assert backlog["accepted"] == backlog["mails"], backlog
+    assert backlog["missing"] == backlog["twice"] == 0, backlog
+    assert backlog["outbox"] == {"sent": {"mails": backlog["mails"], "attempts": 1}}
+    assert backlog["mails_per_s"] > 0
+    assert backlog["mailer_cpu_ms"] > 0
+    assert mail["mailer_exit"] == 0
+
+
+def test_steady_sign_ups_got_their_mail_and_were_timed(smoke_run):
+    mail = json.loads(smoke_run[1].read_text())["mail"]
+    steady = mail["steady"]
+
+    assert steady["signups"] > 0
+    assert steady["statuses"] == {"302": steady["signups"]}, steady
+    assert steady["stored"] == steady["accepted"] == steady["signups"], steady
+    assert steady["missing"] == steady["twice"] == 0, steady
+    assert steady["outbox"] == {"sent": {"mails": steady["signups"], "attempts": 1}}
+    assert 0 < steady["latency_s_p50"] <= steady["latency_s_p95"]
+    assert steady["latency_s_p95"] <= steady["latency_s_max"]
+    # Every mail the mailer logged as sent is one the mail server took.
+    sent = mail["backlog"]["accepted"] + steady["accepted"]
+    assert mail["mailer_log"] == {"sent": sent, "deferred": 0, "failed": 0}
+
+
+def test_the_report_has_the_mail_and_its_targets(smoke_run):
+    report = smoke_run[2].read_text()
+
+    assert "\n## Mail\n" in report
+    for check in (
+        "Sign-up `POST /` with double opt-in: req/s over the ceiling's",
+        "Sign-up `POST /` with double opt-in: Mails queued = rows added",
+        "Mailer, a backlog of",
+        "Sign-up to its mail accepted by SMTP at",
+    ):
+        assert f"| {check}" in report
 
 
 def test_the_owner_paths_were_timed_on_the_loaded_table(smoke_run):

@@ -57,8 +57,8 @@ class SignupQuerySet(models.QuerySet):
         round trip, and PostgreSQL settles a race between two identical ones.
 
         With CONFIRM the sign-up waits for its address to be confirmed, and
-        the same statement queues the mail that asks for it: for a new
-        sign-up, or again for a waiting one as often as the limits allow."""
+        the same statement queues the mail that asks for it; an address
+        still waiting gets it again as often as the limits allow."""
         connection = connections[self._db or router.db_for_write(self.model)]
         quote = connection.ops.quote_name
         defaults = {
@@ -76,28 +76,39 @@ class SignupQuerySet(models.QuerySet):
         placeholders = ", ".join(["%s"] * len(values))
         table = quote(self.model._meta.db_table)
         # Identifiers come from the models, values are parameters.
-        if confirm:
-            sql = CONFIRMING_INSERT.format(
-                signup=table,
-                columns=columns,
-                placeholders=placeholders,
-                mail=quote(OutgoingMail._meta.db_table),
-            )
-            values += [
-                fields["email"],
-                Signup.Status.PENDING,
-                MAIL_INTERVAL.total_seconds(),
-                OutgoingMail.Kind.CONFIRM,
-                MAILS_PER_DAY,
-                OutgoingMail.Kind.CONFIRM,
-            ]
-        else:
+        if not confirm:
             sql = (
                 f"INSERT INTO {table} ({columns}) "  # noqa: S608
                 f"VALUES ({placeholders}) ON CONFLICT DO NOTHING"
             )
+            with connection.cursor() as cursor:
+                cursor.execute(sql, values)
+            return
+        mail = quote(OutgoingMail._meta.db_table)
+        kind = OutgoingMail.Kind.CONFIRM
         with connection.cursor() as cursor:
-            cursor.execute(sql, values)
+            cursor.execute(
+                CONFIRMING_INSERT.format(
+                    signup=table, columns=columns, placeholders=placeholders, mail=mail
+                ),
+                [*values, kind],
+            )
+            if cursor.rowcount:
+                return
+            # The address was there already: a new mail only if it is still
+            # waiting and within the limits. A second statement, so that the
+            # usual sign-up, a new address, is planned without this part.
+            cursor.execute(
+                MAILING_AGAIN.format(signup=table, mail=mail),
+                [
+                    fields["email"],
+                    Signup.Status.PENDING,
+                    MAIL_INTERVAL.total_seconds(),
+                    kind,
+                    MAILS_PER_DAY,
+                    kind,
+                ],
+            )
 
 
 # How often the form can have a confirmation mail sent to one address: the
@@ -105,18 +116,23 @@ class SignupQuerySet(models.QuerySet):
 MAIL_INTERVAL = timedelta(minutes=3)
 MAILS_PER_DAY = 5
 
-# A new sign-up and its confirmation mail, or, for an address still waiting
-# for confirmation, the mail again within the limits. The UPDATE locks the
-# waiting row, so two sign-ups at once cannot both pass the limits; both
-# parts see the table as it was before this statement, so a new row is never
-# also "waiting".
+# A new sign-up and its confirmation mail, in one statement; nothing if the
+# address is taken.
 CONFIRMING_INSERT = """
 WITH new AS (
     INSERT INTO {signup} ({columns}, last_mailed_at)
     VALUES ({placeholders}, now())
     ON CONFLICT DO NOTHING
     RETURNING id
-), again AS (
+)
+INSERT INTO {mail} (signup_id, kind) SELECT id, %s FROM new
+"""
+
+# The confirmation mail again, for an address still waiting, within the
+# limits. The UPDATE locks the waiting row, so two sign-ups at once cannot
+# both pass them.
+MAILING_AGAIN = """
+WITH again AS (
     UPDATE {signup} AS s SET last_mailed_at = now()
     WHERE lower(s.email) = lower(%s) AND s.status = %s
     AND s.last_mailed_at < now() - make_interval(secs => %s)
@@ -127,8 +143,7 @@ WITH new AS (
     ) < %s
     RETURNING s.id
 )
-INSERT INTO {mail} (signup_id, kind)
-SELECT id, %s FROM (SELECT id FROM new UNION ALL SELECT id FROM again) AS due
+INSERT INTO {mail} (signup_id, kind) SELECT id, %s FROM again
 """
 
 

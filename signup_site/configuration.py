@@ -26,6 +26,7 @@ PUBLIC_URL_PATTERN = re.compile(
     r"(?::(?P<port>[1-9][0-9]{0,4}))?)/?"
 )
 POSTGRESQL = "django.db.backends.postgresql"
+ENGINE = "signup_site.postgresql"
 # django-environ's mail schemes; smtps:// means STARTTLS there, as smtp+tls://.
 SCHEMES = environ.Env.EMAIL_SCHEMES
 DEFAULT_ADMIN_URL = "admin/"
@@ -65,9 +66,9 @@ class ConfigurationError(ImproperlyConfigured):
 
 
 class EnvironmentReader:
-    """Reads variables and collects problems instead of stopping at the first.
-    Empty counts as unset; unlike django-environ's readers, none expands
-    "$NAME", which a password may well contain."""
+    """Reads variables and collects problems instead of stopping at the first;
+    empty counts as unset. Why this reader and django-environ only for the
+    URLs: docs/configuration.md#how-the-variables-are-read."""
 
     def __init__(self, environ_):
         # A copy, so later changes to os.environ do not reach the reader.
@@ -88,8 +89,7 @@ class EnvironmentReader:
         return [item for item in items if item] or list(default)
 
     def boolean(self, name, default):
-        # Not env.bool: it reads any word it does not know as False, so a
-        # typo such as "ture" would silently turn a setting off.
+        # Strict, unlike django-environ's env.bool (docs/configuration.md).
         word = self.string(name, "").lower()
         if not word or word in BOOLEANS:
             return BOOLEANS.get(word, default)
@@ -257,7 +257,7 @@ def _database(env):
         # quoting the URL, password and all, and its exceptions may too.
         try:
             postgres = environ.Env.DB_SCHEMES.get(urlsplit(url).scheme) == POSTGRESQL
-            database = environ.Env.db_url_config(url) if postgres else {}
+            database = environ.Env.db_url_config(url, ENGINE) if postgres else {}
         except Exception:  # django-environ raises several types
             database = {}
         if not database:
@@ -272,7 +272,7 @@ def _database(env):
         if port > 65535:
             env.problems.append(f"POSTGRES_PORT={port} is not a TCP port (1-65535).")
         database = {
-            "ENGINE": POSTGRESQL,
+            "ENGINE": ENGINE,
             "HOST": env.string("POSTGRES_HOST", "db"),
             "PORT": port,
             "USER": user,

@@ -93,12 +93,10 @@ TEMPLATES = [
 ]
 
 # Persistent connections with a health check, so a restarted server costs no
-# request; every wait bounded while serving (signup_site.postgresql.base).
+# request; the engine bounds every wait while serving (configuration.ENGINE).
 DATABASES = {"default": _config.database}
-DATABASES["default"]["ENGINE"] = "signup_site.postgresql"
 DATABASES["default"]["CONN_MAX_AGE"] = _config.conn_max_age
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
     {

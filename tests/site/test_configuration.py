@@ -23,7 +23,7 @@ def test_defaults():
     assert config.https is False
     assert config.superuser is None
     assert config.database == {
-        "ENGINE": "django.db.backends.postgresql",
+        "ENGINE": "signup_site.postgresql",
         "HOST": "db",
         "PORT": 5432,
         "USER": "postgres",

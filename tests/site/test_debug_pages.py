@@ -4,10 +4,9 @@ as compose.dev.yaml runs it) never show a secret: not in the settings, not in
 request.META, which under runserver holds the whole environment.
 """
 
-import os
-
 import pytest
 import requests
+from django.conf import settings
 
 from loopback.processes import free_port, wait_for
 from tests.support.commands import site_environment, start_manage
@@ -15,10 +14,9 @@ from tests.support.commands import site_environment, start_manage
 SECRET_KEY = "debug-page-secret-key-" + "s" * 40
 DATABASE_PASSWORD = "debug-page-database-password"
 ADMIN_PASSWORD = "debug-page-admin-password"
+# The suite's server, reached with a password it does not check.
 DATABASE = {
-    "host": os.environ.get("TEST_POSTGRES_HOST", "127.0.0.1"),
-    "port": os.environ.get("TEST_POSTGRES_PORT", "5432"),
-    "user": os.environ.get("TEST_POSTGRES_USER", "postgres"),
+    key.lower(): settings.DATABASES["default"][key] for key in ("HOST", "PORT", "USER")
 }
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from urllib.parse import quote
 from wsgiref.util import setup_testing_defaults
 
-from loopback.processes import PROJECT_ROOT
+from loopback.processes import PROJECT_ROOT, SITE_SETTINGS
 
 HOST = "localhost:8080"
 CHANGELIST = "/admin/accounts/signup/"
@@ -209,7 +209,7 @@ def main(argv=None):
         parser.error("counting instructions needs valgrind: apt-get install valgrind")
     pages = options.page or (list(PAGES) if options.queries else ["get", "post"])
     variants = [(settings, PROJECT_ROOT) for settings in options.settings or []]
-    variants += [("bench.site_settings", Path(r).resolve()) for r in options.root or []]
+    variants += [(SITE_SETTINGS, Path(r).resolve()) for r in options.root or []]
     flags = [f"--{f}" for f in ("profile", "queries", "explain") if getattr(options, f)]
     from bench.loader import load
     from bench.stack import Stack, collect_static
@@ -218,7 +218,7 @@ def main(argv=None):
         if options.rows:
             with stack.database.connect(autocommit=True) as conn:
                 load(conn, options.rows)
-        variants = variants or [("bench.site_settings", PROJECT_ROOT)]
+        variants = variants or [(SITE_SETTINGS, PROJECT_ROOT)]
         for number, (settings, root) in enumerate(variants):
             label = settings if root == PROJECT_ROOT else str(root)
             env = stack.base_env | {
@@ -226,8 +226,7 @@ def main(argv=None):
                 "DJANGO_PUBLIC_URL": f"http://{HOST}",
             }
             if root != PROJECT_ROOT:
-                env["SIGNUP_BENCH_STATIC_ROOT"] = stack.root / f"static-{number}"
-                collect_static(root, env)
+                collect_static(root, env, stack.root / f"static-{number}")
             for page in pages:
                 command = [sys.executable, "-m", "bench.profile", "--child", root]
                 command += ["--page", page, "--top", str(options.top), *flags]

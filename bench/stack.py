@@ -21,11 +21,12 @@ from loopback.gunicorn import SITE_APP, Gunicorn
 from loopback.nginx import UPSTREAM_NAME, Nginx
 from loopback.postgres import SiteDatabase
 from loopback.processes import (
+    SITE_SETTINGS,
     ProcessGroup,
-    clean_environment,
     free_port,
     make_workdir,
     manage,
+    site_environment,
 )
 from signup_site.configuration import BOOLEANS, DEFAULT_MIN_FILL
 
@@ -73,8 +74,16 @@ class TargetSpec:
         return spec
 
 
-def collect_static(root, env):
-    """collectstatic of the tree ROOT, whose templates may name other files."""
+def collect_static(root, env, static_root):
+    """collectstatic of the tree ROOT, whose templates may name other files,
+    into STATIC_ROOT; ENV gains the settings that serve them from there (in a
+    tree from before loopback/site_settings.py, the benchmark's own)."""
+    if (Path(root) / "loopback" / "site_settings.py").exists():
+        env |= {"DJANGO_SETTINGS_MODULE": SITE_SETTINGS}
+        env |= {"LOOPBACK_STATIC_ROOT": str(static_root)}
+    else:
+        env |= {"DJANGO_SETTINGS_MODULE": "bench.site_settings"}
+        env |= {"SIGNUP_BENCH_STATIC_ROOT": str(static_root)}
     subprocess.run(
         [sys.executable, "manage.py", "collectstatic", "--no-input"],
         env=env,
@@ -104,8 +113,8 @@ class Target:
         self.env |= spec.env
         static_root = stack.static_root
         if spec.root:
-            static_root = self.env["SIGNUP_BENCH_STATIC_ROOT"] = workdir / "static"
-            collect_static(spec.root, self.env)
+            static_root = workdir / "static"
+            collect_static(spec.root, self.env, static_root)
         self.gunicorn = Gunicorn(
             workdir, self.env, app=APPS[spec.kind], root=spec.root, config=spec.config
         )
@@ -173,10 +182,10 @@ class Stack(ProcessGroup):
         self.callback(self.dns.close)
         self.static_root = self.root / "static"
         self.secret_key = secrets.token_urlsafe(50)
-        self.base_env = clean_environment(
+        self.base_env = site_environment(
             DJANGO_SECRET_KEY=self.secret_key,
-            DJANGO_SETTINGS_MODULE="bench.site_settings",
-            SIGNUP_BENCH_STATIC_ROOT=self.static_root,
+            DJANGO_SETTINGS_MODULE=SITE_SETTINGS,
+            LOOPBACK_STATIC_ROOT=self.static_root,
             **self.database.env,
         )
         manage("bootstrap", "--timeout", "30", env=self.base_env, check=True)

@@ -25,18 +25,26 @@ CONFIG_PREFIXES = (
     "NGINX_",
     "EMAIL_",
     "MAILER_",
+    "LOOPBACK_",
 )
 CONFIG_NAMES = ("WEB_CONCURRENCY", "FORWARDED_ALLOW_IPS", "PORT", "DEFAULT_FROM_EMAIL")
 
 
-def clean_environment(**overrides):
-    """os.environ without any site, gunicorn or nginx setting, plus OVERRIDES."""
+# The production settings with STATIC_ROOT from LOOPBACK_STATIC_ROOT, for a
+# site whose collectstatic must leave the working tree alone.
+SITE_SETTINGS = "loopback.site_settings"
+
+
+def site_environment(**overrides):
+    """os.environ without any site, gunicorn or nginx setting, with the
+    production settings module, plus OVERRIDES."""
     env = {
         name: value
         for name, value in os.environ.items()
         if not name.startswith(CONFIG_PREFIXES) and name not in CONFIG_NAMES
     }
     env["PYTHONUNBUFFERED"] = "1"
+    env["DJANGO_SETTINGS_MODULE"] = "signup_site.settings"
     env.update({name: str(value) for name, value in overrides.items()})
     return env
 

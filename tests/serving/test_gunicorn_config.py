@@ -11,11 +11,11 @@ import time
 from loopback.gunicorn import gunicorn_command
 from loopback.processes import free_port
 from signup_site.postgresql import base
-from tests.support.commands import PROJECT_ROOT
-from tests.support.commands import site_environment as bare_environment
-from tests.support.stack import nginx_seconds, site_environment
+from tests.support.commands import PROJECT_ROOT, TEST_SECRET_KEY, site_environment
+from tests.support.stack import nginx_seconds
 
-VALID_SITE = {"POSTGRES_PASSWORD": "x"}  # settings are loaded, no connection made
+# Settings are loaded, no connection made.
+VALID_SITE = {"DJANGO_SECRET_KEY": TEST_SECRET_KEY, "POSTGRES_PASSWORD": "x"}
 
 
 def gunicorn(*options, env, timeout=60):
@@ -130,7 +130,7 @@ def test_bad_gunicorn_settings_stop_with_one_list_and_no_traceback():
 
 
 def test_a_misconfigured_site_stops_gunicorn_at_once_with_the_list():
-    env = bare_environment(
+    env = site_environment(
         DJANGO_DEBUG="maybe",
         DJANGO_PUBLIC_URL="signup.example.com",
         GUNICORN_BIND=f"127.0.0.1:{free_port()}",
@@ -154,7 +154,7 @@ def test_a_misconfigured_site_stops_gunicorn_at_once_with_the_list():
 
 
 def test_gunicorn_and_site_problems_are_listed_together_before_anything_starts():
-    env = bare_environment(
+    env = site_environment(
         WEB_CONCURRENCY="0",
         DJANGO_DEBUG="maybe",
         GUNICORN_BIND=f"127.0.0.1:{free_port()}",

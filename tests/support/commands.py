@@ -6,21 +6,13 @@ import sys
 
 # Re-exported: the tests' manage.py runner is the loopback package's.
 from loopback.processes import PROJECT_ROOT as PROJECT_ROOT
-from loopback.processes import clean_environment
 from loopback.processes import manage as manage
+from loopback.processes import site_environment as site_environment
 
 TEST_SECRET_KEY = "child-process-test-key-" + "k" * 40
 # The site owner the in-process admin tests make (tests/conftest.py).
 OWNER_USERNAME = "owner"
 OWNER_PASSWORD = "a long admin passphrase"
-
-
-def site_environment(**overrides):
-    """os.environ without any site, gunicorn or nginx configuration, with the
-    production settings module, plus OVERRIDES."""
-    return clean_environment(
-        **{"DJANGO_SETTINGS_MODULE": "signup_site.settings", **overrides}
-    )
 
 
 def start_manage(*args, env):

@@ -20,13 +20,17 @@ from loopback.browser import admin_login, form_token
 from loopback.dns import FakeDNS
 from loopback.gunicorn import Gunicorn
 from loopback.nginx import TEMPLATE, UPSTREAM_NAME, Nginx, nginx_hsts
-from loopback.processes import ProcessGroup, free_port, make_workdir, wait_for
+from loopback.processes import (
+    SITE_SETTINGS,
+    ProcessGroup,
+    free_port,
+    make_workdir,
+    site_environment,
+    wait_for,
+)
 from tests.support.commands import TEST_SECRET_KEY, manage
-from tests.support.commands import site_environment as _site_environment
 from tests.support.forms import TOKEN_FIELD, signed
 
-# The production settings with STATIC_ROOT in a temporary directory.
-SITE_SETTINGS = "tests.serving.site_settings"
 # A page nginx passes to the site that needs no database: what the tests ask
 # for to see that nginx reaches gunicorn (nginx answers /healthz itself, 404).
 PROXIED_PROBE = "/thanks/"
@@ -37,11 +41,6 @@ def nginx_seconds(directive):
     match = re.search(rf"^\s*{directive}\s+(\d+)s;", TEMPLATE.read_text(), re.MULTILINE)
     assert match, directive
     return int(match.group(1))
-
-
-def site_environment(**overrides):
-    """The environment of a site process, with the test secret key."""
-    return _site_environment(DJANGO_SECRET_KEY=TEST_SECRET_KEY, **overrides)
 
 
 class EchoUpstream:
@@ -208,8 +207,9 @@ class ServingStack(ProcessGroup):
         self.public_url = f"http://127.0.0.1:{gunicorn_port}"
         self.env = site_environment(
             **{
+                "DJANGO_SECRET_KEY": TEST_SECRET_KEY,
                 "DJANGO_SETTINGS_MODULE": SITE_SETTINGS,
-                "SIGNUP_TEST_STATIC_ROOT": self.static_root,
+                "LOOPBACK_STATIC_ROOT": self.static_root,
                 "DJANGO_PUBLIC_URL": self.public_url,
                 "DJANGO_ALLOWED_HOSTS": "localhost",
                 **self.database,

@@ -12,7 +12,7 @@ from urllib.parse import quote
 from bench.load import BROWSER_HEADERS, LogSlice, measure, run_wrk, settle
 from bench.loader import load
 from loopback.browser import admin_login, form_token
-from loopback.processes import PROJECT_ROOT, manage, proc_status
+from loopback.processes import PROJECT_ROOT, PeakRss, manage, rss_mib
 
 ADMIN_USER = "owner"
 CHANGELIST = "/admin/accounts/signup/"
@@ -102,9 +102,18 @@ def lines_and_bytes(chunks):
 
 def admin_export(target, password):
     """The admin action on every sign-up, served by TARGET's one fresh
-    worker: wall seconds, and that worker's peak RSS (VmHWM)."""
-    session = admin_login(target.url, target.host, ADMIN_USER, password)
+    worker: wall seconds, and that worker's peak RSS (sampled from the login on)."""
     (worker,) = target.gunicorn.workers()
+    with PeakRss(worker) as peak:
+        figures = export_through_the_admin(target, password)
+    figures["peak_rss_mb"] = peak.mib
+    if target.gunicorn.workers() != [worker]:
+        raise RuntimeError("the exporting worker was replaced during the export")
+    return figures
+
+
+def export_through_the_admin(target, password):
+    session = admin_login(target.url, target.host, ADMIN_USER, password)
     page = session.get(target.url + CHANGELIST, timeout=60)
     started = time.monotonic()
     response = session.post(
@@ -125,9 +134,6 @@ def admin_export(target, password):
         raise RuntimeError(f"the export answered {response.status_code}")
     figures = lines_and_bytes(response.iter_content(chunk_size=1 << 16))
     figures["wall_s"] = time.monotonic() - started
-    figures["peak_rss_mb"] = proc_status(worker, "VmHWM")
-    if target.gunicorn.workers() != [worker]:
-        raise RuntimeError("the exporting worker was replaced during the export")
     return figures
 
 
@@ -163,7 +169,7 @@ def worker_memory(target, wanted):
     """GET / and sign-up POSTs, alternately, to TARGET's one fresh worker
     until it has served WANTED (or a time limit passed); its RSS then."""
     (worker,) = target.gunicorn.workers()
-    fresh = proc_status(worker, "VmRSS")
+    fresh = rss_mib(worker)
     served = LogSlice(target.gunicorn.access_log.path)
     args = (*target.signup_args(), "mixed")
     origin = f"Origin: http://{target.host}"
@@ -181,6 +187,6 @@ def worker_memory(target, wanted):
     return {
         "requests": count,
         "rss_fresh_mb": fresh,
-        "rss_mb": proc_status(worker, "VmRSS"),
-        "master_rss_mb": proc_status(target.gunicorn.process.pid, "VmRSS"),
+        "rss_mb": rss_mib(worker),
+        "master_rss_mb": rss_mib(target.gunicorn.process.pid),
     }

@@ -44,7 +44,7 @@ admin_search_email p50_ms 50 ms Admin search by a full email, p50
 admin_search_name p50_ms 300 ms Admin search by part of a name, p50
 readyz p50_ms 5 ms `/readyz`, p50
 admin_export wall_s 15 s CSV export of all rows (admin action), wall
-admin_export peak_rss_mb 150 MB CSV export (admin action), the worker's peak RSS
+admin_export peak_rss_mb 150 MB CSV export (admin action), the worker's sampled peak RSS
 command_export wall_s 15 s CSV export of all rows (`export_signups`), wall
 command_export peak_rss_mb 150 MB CSV export (`export_signups`), the process's peak RSS
 bootstrap median_s 1 s `bootstrap` on a ready database, median wall

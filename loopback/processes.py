@@ -1,16 +1,18 @@
-"""Child processes, their logs and their CPU time, and the loopback ports
-they listen on."""
+"""Child processes, their logs, their CPU time and memory, and the loopback
+ports they listen on."""
 
 import contextlib
 import os
-import re
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+
+import psutil
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 # Variables of the caller's environment that would change what a site,
@@ -138,34 +140,62 @@ class LogFile:
 def children(pid):
     """The pids of the living processes whose parent is PID."""
     try:
-        return [
-            int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        ]
-    except OSError:
+        return [child.pid for child in psutil.Process(pid).children()]
+    except psutil.NoSuchProcess:
         return []
-
-
-def proc_status(pid, key):
-    """A ``VmRSS``-style value of /proc/PID/status, in MiB (None if gone)."""
-    try:
-        text = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return None
-    match = re.search(rf"^{key}:\s+(\d+) kB", text, re.MULTILINE)
-    return int(match.group(1)) / 1024 if match else None
 
 
 def tree_cpu_seconds(pid):
     """User + system CPU seconds of PID and all its descendants, living or
     exited and reaped."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
+        process = psutil.Process(pid)
+        tree = [process, *process.children(recursive=True)]
+    except psutil.NoSuchProcess:
         return 0.0
-    # Fields 14-17 of proc(5): utime, stime, cutime, cstime.
-    ticks = sum(int(value) for value in fields[11:15])
-    own = ticks / os.sysconf("SC_CLK_TCK")
-    return own + sum(tree_cpu_seconds(child) for child in children(pid))
+    seconds = 0.0
+    for member in tree:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            # children_*: the descendants it has already reaped.
+            times = member.cpu_times()
+            seconds += times.user + times.system
+            seconds += times.children_user + times.children_system
+    return seconds
+
+
+def rss_mib(pid):
+    """PID's resident set size in MiB (None if it is gone)."""
+    try:
+        return psutil.Process(pid).memory_info().rss / 2**20
+    except psutil.NoSuchProcess:
+        return None
+
+
+class PeakRss(threading.Thread):
+    """PID's highest resident set size in MiB, sampled every INTERVAL seconds
+    while the with block runs: psutil reads no peak (VmHWM) on Linux."""
+
+    def __init__(self, pid, interval=0.01):
+        super().__init__(daemon=True)
+        self.pid, self.interval, self.mib = pid, interval, 0.0
+        self._stopped = threading.Event()
+
+    def _sample(self):
+        self.mib = max(self.mib, rss_mib(self.pid) or 0.0)
+
+    def run(self):
+        self._sample()
+        while not self._stopped.wait(self.interval):
+            self._sample()
+        self._sample()
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self._stopped.set()
+        self.join()
 
 
 class ProcessGroup(contextlib.ExitStack):

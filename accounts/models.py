@@ -14,6 +14,11 @@ def start_of_day(day):
     return timezone.make_aware(datetime.combine(day, time.min))
 
 
+def in_status(status, field, name):
+    """An index over FIELD of the rows in STATUS only: a few among many."""
+    return models.Index(fields=[field], name=name, condition=models.Q(status=status))
+
+
 @cache
 def python_defaults(model):
     """MODEL's fields whose default Django keeps in Python, none in the
@@ -193,17 +198,11 @@ class Signup(models.Model):
                 violation_error_message=_("This email address has already signed up."),
             ),
         ]
-        # The admin's search has trigram indexes over UPPER(name) and
-        # UPPER(email), made by migration 0002 in SQL.
-        indexes = [
-            # The few sign-ups waiting for confirmation among many: counted
-            # on every admin list page, listed by its filter, and purged.
-            models.Index(
-                fields=["signed_up_at"],
-                name="accounts_signup_pending",
-                condition=models.Q(status="pending"),
-            ),
-        ]
+        # The few sign-ups waiting for confirmation among many: counted on
+        # every admin list page, listed by its filter, and purged. (The admin's
+        # search has trigram indexes over UPPER(name) and UPPER(email), made
+        # by migration 0002 in SQL.)
+        indexes = [in_status("pending", "signed_up_at", "accounts_signup_pending")]
 
     def __str__(self):
         return f"{self.name} <{self.email}>"
@@ -287,14 +286,8 @@ class OutgoingMail(models.Model):
         verbose_name = _("outgoing mail")
         verbose_name_plural = _("outgoing mail")
         ordering = ["-created_at", "-id"]
-        indexes = [
-            # The mailer's queue: only what is still to be sent.
-            models.Index(
-                fields=["due_at"],
-                name="accounts_outgoingmail_queue",
-                condition=models.Q(status="queued"),
-            ),
-        ]
+        # The mailer's queue: only what is still to be sent.
+        indexes = [in_status("queued", "due_at", "accounts_outgoingmail_queue")]
 
     def __str__(self):
         return f"{self.get_kind_display()} #{self.pk}"

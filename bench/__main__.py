@@ -12,6 +12,7 @@ import shlex
 import shutil
 import sys
 import time
+import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,20 +23,7 @@ from loopback.processes import PROJECT_ROOT
 
 DEFAULT_REPORT = PROJECT_ROOT / "docs" / "performance.md"
 # Each integer option: the full run's value, the quick run's, what it is.
-SETTINGS = {
-    "rounds": (5, 1, "rounds of A B phases"),
-    "duration": (10, 1, "seconds per phase"),
-    "warmup": (3, 0, "seconds of warm-up per target, 0 for none"),
-    "connections": (16, 16, "wrk connections"),
-    "threads": (1, 1, "wrk threads"),
-    "rows": (1_000_000, 20_000, "sign-ups loaded for the owner's paths"),
-    "owner_duration": (5, 1, "seconds each owner path is timed"),
-    "memory_requests": (10_000, 300, "requests a worker serves before its RSS"),
-    "bootstrap_runs": (5, 1, "timed bootstrap runs"),
-    "mail_backlog": (10_000, 100, "mails queued for the mailer's backlog"),
-    "mail_rate": (40, 10, "sign-ups a second while the mailer runs"),
-    "mail_duration": (30, 2, "seconds of those sign-ups"),
-}
+SETTINGS = tomllib.loads(Path(__file__).with_name("settings.toml").read_text())
 # The site as configured by default, the site with double opt-in (and mail to
 # the benchmark's loopback mail server), and the ceiling app.
 DEFAULT_TARGETS = ["site", "opt-in=site,SIGNUP_DOUBLE_OPT_IN=true", "ceiling"]

@@ -661,6 +661,18 @@ class ComposeProject:
             timeout=timeout,
         )
 
+    @contextlib.contextmanager
+    def running(self, timeout=1200):
+        """``up --detach --wait`` for a with block; then the last log lines,
+        which pytest shows if a test failed, and ``down()``."""
+        try:
+            self("up", "--detach", "--wait", "--wait-timeout", "300", timeout=timeout)
+            yield self
+        finally:
+            logs = self("logs", "--no-color", "--tail", "200", check=False)
+            print(logs.stdout[-20000:])
+            self.down()
+
 
 class DockerNames:
     """Unique names for containers, volumes, networks and images of one test,

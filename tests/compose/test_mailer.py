@@ -106,14 +106,8 @@ def mail_stack(docker_engine, smtp_server_image, run_prefix, tmp_path_factory):
         env=env,
         cwd=clone,
     )
-    stack = MailStack(project, port, clone, env)
-    try:
-        stack("up", "--detach", "--wait", "--wait-timeout", "300", timeout=1200)
-        yield stack
-    finally:
-        logs = project("logs", "--no-color", "--tail", "200", check=False)
-        print(logs.stdout[-20000:])
-        project.down()
+    with project.running():
+        yield MailStack(project, port, clone, env)
 
 
 def confirm_and_unsubscribe_links(message):

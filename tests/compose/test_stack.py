@@ -115,16 +115,10 @@ def stack(docker_engine, run_prefix, tmp_path_factory):
         env=env,
         cwd=clone,
     )
-    stack = Stack(project, port)
-    try:
-        # No --build: as on a fresh clone, Compose finds no image under the
-        # localhost/ name, cannot pull one, and builds it.
-        stack("up", "--detach", "--wait", "--wait-timeout", "300", timeout=1200)
-        yield stack
-    finally:
-        logs = project("logs", "--no-color", "--tail", "200", check=False)
-        print(logs.stdout[-20000:])
-        project.down()
+    # No --build: as on a fresh clone, Compose finds no image under the
+    # localhost/ name, cannot pull one, and builds it.
+    with project.running():
+        yield Stack(project, port)
 
 
 def browser_session(stack, *, wait=traffic.FILL_SECONDS):

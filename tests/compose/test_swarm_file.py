@@ -208,21 +208,8 @@ def test_secrets_are_external_files_and_each_service_gets_only_its_own(stack):
 
 
 def test_the_stack_file_renders_with_docker_stack_config(tmp_path):
-    docker = shutil.which("docker")
-    if not docker:
-        unavailable("the docker CLI is not installed (apt-get install -y docker.io)")
-    environment = {**site_environment(), "HOME": str(tmp_path)}
-    result = subprocess.run(
-        [docker, "stack", "config", "--compose-file", str(STACK_FILE)],
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    rendered = stack_config(tmp_path, STACK_FILE)
 
-    assert result.returncode == 0, result.stderr
-    rendered = YAML(typ="safe").load(result.stdout)
     assert rendered["services"]["web"]["deploy"]["replicas"] == 3
     assert rendered["services"]["web"]["image"] == "localhost/signup/web:latest"
     assert rendered["services"]["nginx"]["ports"][0]["published"] == 8080

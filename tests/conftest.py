@@ -6,7 +6,7 @@ from django.conf import settings
 
 from loopback.postgres import ThrowawayCluster
 from tests.support.commands import OWNER_PASSWORD, OWNER_USERNAME
-from tests.support.smtp import smtp_server  # noqa: F401 (for every layer's tests)
+from tests.support.smtp import smtp, smtp_server  # noqa: F401 (every layer's)
 
 # The database when no TEST_POSTGRES_* variable says otherwise: the PostgreSQL
 # every development and CI machine runs on 127.0.0.1:5432, trust authentication.

@@ -320,15 +320,8 @@ def test_the_mail_list_shows_kind_status_attempts_times_error_and_sign_up(
 
     assert response.status_code == 200
     html = response.content.decode()
-    for column in (
-        "kind",
-        "status",
-        "attempts",
-        "due_at",
-        "sent_at",
-        "last_error",
-        "signup_link",
-    ):
+    columns = "kind status attempts due_at sent_at last_error signup_link"
+    for column in columns.split():
         assert f"column-{column}" in html
     failed = mails["failed"]
     assert "550 5.1.1 mailbox unavailable" in html

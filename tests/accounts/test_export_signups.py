@@ -14,7 +14,6 @@ import select
 import stat
 import struct
 import subprocess
-import sys
 import tempfile
 import termios
 from datetime import UTC, datetime
@@ -24,18 +23,9 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from accounts.models import Signup
-from tests.support.commands import PROJECT_ROOT, TEST_SECRET_KEY, manage
-from tests.support.commands import site_environment as base_environment
-from tests.support.stack import connect, shared_database
-
-HEADER = [
-    "name",
-    "email",
-    "signed_up_at",
-    "status",
-    "confirmed_at",
-    "consent_version",
-]
+from tests.support.commands import manage, start_manage
+from tests.support.export import HEADER, HEADER_LINE
+from tests.support.stack import connect, migrated_database
 
 
 def at(text):
@@ -169,7 +159,7 @@ def test_a_file_is_complete_private_and_left_no_temporary_file(month, tmp_path):
     with target.open(newline="", encoding="utf-8") as stream:
         rows = list(csv.reader(stream))
     assert len(rows) == 6
-    assert target.read_bytes().startswith(",".join(HEADER).encode() + b"\r\n")
+    assert target.read_bytes().startswith(HEADER_LINE.encode() + b"\r\n")
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
     assert sorted(path.name for path in tmp_path.iterdir()) == ["signups.csv"]
     assert f"Exported 5 sign-ups to {target}" in messages
@@ -205,12 +195,7 @@ def test_progress_can_be_forced_and_counts_every_row(month):
 @pytest.fixture
 def exported_database():
     """A migrated database on the shared server with 2,500 sign-ups."""
-    from django.conf import settings
-
-    with shared_database(settings.DATABASES["default"], "signup_export") as db:
-        env = base_environment(DJANGO_SECRET_KEY=TEST_SECRET_KEY, **db)
-        result = manage("migrate", "--no-input", env=env)
-        assert result.returncode == 0, result.stderr
+    with migrated_database("signup_export") as (env, db):
         with connect(db, autocommit=True) as conn:
             conn.execute(
                 "INSERT INTO accounts_signup (name, email)"
@@ -239,13 +224,8 @@ def run_with_terminal_stderr(args, env, size=None):
         fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", *size, 0, 0))
     # A file rather than a pipe, which nobody would read while the terminal is.
     with tempfile.TemporaryFile() as stdout:
-        process = subprocess.Popen(
-            [sys.executable, str(PROJECT_ROOT / "manage.py"), *args],
-            env=env,
-            cwd=PROJECT_ROOT,
-            stdout=stdout,
-            stderr=terminal,
-            stdin=subprocess.DEVNULL,
+        process = start_manage(
+            *args, env=env, stdout=stdout, stderr=terminal, stdin=subprocess.DEVNULL
         )
         os.close(terminal)
         screen = b""
@@ -302,22 +282,16 @@ def test_csv_to_standard_output_with_a_terminal_for_errors_gets_the_bar_there(
 
 def test_a_reader_that_stops_early_gets_no_traceback(exported_database):
     # manage.py export_signups | head -n 3
-    export = subprocess.Popen(
-        [sys.executable, str(PROJECT_ROOT / "manage.py"), "export_signups"],
-        env=exported_database,
-        cwd=PROJECT_ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    export = start_manage("export_signups", env=exported_database)
     head = subprocess.run(
         ["head", "-n", "3"], stdin=export.stdout, capture_output=True, timeout=120
     )
     export.stdout.close()  # only head holds the pipe's reading end now
-    errors = export.stderr.read().decode()
+    errors = export.stderr.read()
     export.stderr.close()
 
     assert export.wait(timeout=60) == 1
-    assert head.stdout.decode().splitlines()[0] == ",".join(HEADER)
+    assert head.stdout.decode().splitlines()[0] == HEADER_LINE
     assert len(head.stdout.splitlines()) == 3
     assert "Traceback" not in errors
     assert "Standard output was closed after" in errors

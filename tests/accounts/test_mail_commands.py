@@ -15,7 +15,7 @@ from django.utils import timezone
 from accounts.models import OutgoingMail, Signup
 from accounts.outbox import KEEP_SENT
 from tests.support.commands import TEST_SECRET_KEY, manage, site_environment
-from tests.support.stack import connect, shared_database
+from tests.support.stack import connect, migrated_database
 
 
 def make(email, status, days_ago, **fields):
@@ -184,12 +184,7 @@ def test_erasing_something_that_is_not_an_address_is_refused(typed):
 @pytest.fixture
 def site_database():
     """A migrated database on the shared server, and its site environment."""
-    from django.conf import settings
-
-    with shared_database(settings.DATABASES["default"], "signup_mailcmd") as db:
-        env = site_environment(DJANGO_SECRET_KEY=TEST_SECRET_KEY, **db)
-        result = manage("migrate", "--no-input", env=env)
-        assert result.returncode == 0, result.stderr
+    with migrated_database("signup_mailcmd") as (env, db):
         yield env, db
 
 

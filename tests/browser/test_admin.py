@@ -14,6 +14,7 @@ from tests.browser.conftest import (
     playwright_expect,
     query,
 )
+from tests.support.export import HEADER
 
 expect = playwright_expect()
 
@@ -102,14 +103,7 @@ def test_owner_logs_in_searches_filters_and_exports_csv(
     # turned into plain text.
     with saved.open(newline="", encoding="utf-8") as stream:
         rows = list(csv.reader(stream))
-    assert rows[0] == [
-        "name",
-        "email",
-        "signed_up_at",
-        "status",
-        "confirmed_at",
-        "consent_version",
-    ]
+    assert rows[0] == HEADER
     assert {row[1] for row in rows[1:]} == expected
     assert len(rows) - 1 == len(expected)
     formula_rows = [row for row in rows[1:] if row[1] == "formula@example.com"]

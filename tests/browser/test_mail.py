@@ -23,7 +23,6 @@ from tests.browser.conftest import (
 )
 from tests.support import ci
 from tests.support.commands import manage
-from tests.support.smtp import SMTPServer
 from tests.support.stack import ServingStack
 
 expect = playwright_expect()
@@ -52,13 +51,6 @@ class MailingStack(ServingStack):
         if name == "nginx":
             variables.setdefault("NGINX_PORT", self.public_port)
         return super().make_nginx(name, **variables)
-
-
-@pytest.fixture(scope="module")
-def smtp():
-    """The loopback SMTP server, for the module's site."""
-    with SMTPServer() as server:
-        yield server
 
 
 @pytest.fixture(scope="module")

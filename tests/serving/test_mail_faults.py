@@ -24,7 +24,7 @@ import pytest
 from accounts.outbox import FIRST_RETRY, MAX_PAUSE_SECONDS
 from loopback.processes import wait_for
 from tests.support.mailer import Mailer
-from tests.support.smtp import ACCEPTED, SMTPServer
+from tests.support.smtp import ACCEPTED
 from tests.support.stack import ServingStack
 
 SENDER = "Sign-ups <signup@example.com>"
@@ -43,12 +43,6 @@ GREYLISTED = "450 4.2.0 Greylisted, try again later"
 QUEUE_FULL = "451 4.3.0 Queue full, try again later"
 UNKNOWN_USER = "550 5.1.1 Recipient address rejected: User unknown"
 REJECTED = "554 5.7.1 Message rejected as spam"
-
-
-@pytest.fixture(scope="module")
-def smtp():
-    with SMTPServer() as server:
-        yield server
 
 
 @pytest.fixture(scope="module")

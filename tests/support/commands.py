@@ -15,15 +15,15 @@ OWNER_USERNAME = "owner"
 OWNER_PASSWORD = "a long admin passphrase"
 
 
-def start_manage(*args, env):
-    """Start ``python manage.py ARGS`` without waiting; return the Popen."""
+def start_manage(*args, env, **streams):
+    """Start ``python manage.py ARGS`` without waiting; return the Popen. Its
+    output goes to pipes, as text, unless STREAMS say otherwise."""
     return subprocess.Popen(
         [sys.executable, str(PROJECT_ROOT / "manage.py"), *args],
         env=env,
         cwd=PROJECT_ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
         text=True,
+        **{"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, **streams},
     )
 
 

@@ -315,3 +315,10 @@ def smtp_server():
     site's EMAIL_URL."""
     with SMTPServer() as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def smtp():
+    """An SMTPServer for a module: its tests and the site they share."""
+    with SMTPServer() as server:
+        yield server

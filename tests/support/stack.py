@@ -158,6 +158,18 @@ def shared_database(params, prefix="signup_serving"):
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@contextlib.contextmanager
+def migrated_database(prefix):
+    """A migrated database on the shared server; yields (the environment of a
+    site process using it, its POSTGRES_* variables)."""
+    from django.conf import settings
+
+    with shared_database(settings.DATABASES["default"], prefix) as database:
+        env = site_environment(DJANGO_SECRET_KEY=TEST_SECRET_KEY, **database)
+        manage("migrate", "--no-input", env=env, check=True)
+        yield env, database
+
+
 def assert_branded_error_page(response, status, heading):
     html = response.text
     assert response.status_code == status

@@ -1,7 +1,7 @@
 """
 Settings for the test suite: the production settings, read from the
-environment that tests/conftest.py sets before pytest-django loads them,
-with two changes for speed. Importing this module changes nothing.
+environment tests/conftest.py sets before it loads them, with two changes for
+speed. Importing this module changes nothing.
 """
 
 from signup_site.settings import *  # noqa: F403

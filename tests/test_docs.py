@@ -356,7 +356,9 @@ def test_the_figures_the_docs_quote_are_the_ones_the_files_set():
     )
     body = setting("nginx/default.conf.template", r"client_max_body_size (\d+)k;")
     resolve = setting("nginx/default.conf.template", r"resolver \S+ valid=(\d+)s")
-    keep = setting("docker/db/backup.sh", r'keep="\$\{BACKUP_KEEP:-(\d+)\}"')
+    keep = setting(
+        "docker/postgres-tools/backup.sh", r'keep="\$\{BACKUP_KEEP:-(\d+)\}"'
+    )
     start_period = setting("docker/Dockerfile", r"--start-period=(\d+)s.*\n.*readyz")
     swarm_monitor = swarm_web["deploy"]["update_config"]["monitor"]
     k8s_grace = setting(

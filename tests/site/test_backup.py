@@ -1,5 +1,5 @@
 """
-docker/db/backup.sh, the script behind `docker compose run --rm backup` and
+docker/postgres-tools/backup.sh, the script behind `docker compose run --rm backup` and
 `... restore`, run here with the machine's PostgreSQL client tools against a
 throwaway cluster with password authentication (the Compose path is in
 tests/compose/test_backup.py).
@@ -15,7 +15,7 @@ import pytest
 from tests.support.commands import PROJECT_ROOT, TEST_SECRET_KEY, manage
 from tests.support.commands import site_environment as base_environment
 
-SCRIPT = PROJECT_ROOT / "docker" / "db" / "backup.sh"
+SCRIPT = PROJECT_ROOT / "docker" / "postgres-tools" / "backup.sh"
 PASSWORD = "pa ss'\"$word;"
 NAME = re.compile(r"^signup-\d{8}T\d{6}Z\.dump$")
 
@@ -68,7 +68,8 @@ def connect(cluster, database="signup"):
 
 
 def run(cluster, *args, database="signup", backup_dir, **env):
-    """docker/db/backup.sh ARGS with the cluster's client tools first on PATH."""
+    """docker/postgres-tools/backup.sh ARGS with the cluster's client tools
+    first on PATH."""
     environment = {
         "PATH": f"{cluster.bindir}:{os.environ['PATH']}",
         "HOME": str(backup_dir.parent),

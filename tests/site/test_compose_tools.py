@@ -78,7 +78,7 @@ def test_each_service_mounts_only_the_secrets_it_uses(with_backup_profile):
 
 def test_the_database_healthcheck_probes_tcp_and_reads_no_secret(with_backup_profile):
     # The secret lookup lives in signup_site/configuration.py and
-    # docker/db/backup.sh only; readiness needs no password.
+    # docker/postgres-tools/backup.sh only; readiness needs no password.
     (kind, probe) = with_backup_profile["services"]["db"]["healthcheck"]["test"]
 
     assert kind == "CMD-SHELL"
@@ -100,7 +100,7 @@ def test_backup_and_restore_run_the_script_in_the_database_image(with_backup_pro
         assert mounts["/backups"]["source"] == "backups"
         assert mounts["/run/signup-secrets"]["read_only"] is True
         assert mounts["/usr/local/bin/signup-backup"]["source"] == str(
-            PROJECT_ROOT / "docker" / "db" / "backup.sh"
+            PROJECT_ROOT / "docker" / "postgres-tools" / "backup.sh"
         )
         assert tool["environment"]["BACKUP_KEEP"] == "7"
         assert tool["environment"]["POSTGRES_USER"] == "signup"

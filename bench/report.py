@@ -31,11 +31,11 @@ SUMS = (
 RATIOS = {"rps": "req/s", "p99_ms": "p99", "app_cpu_ms": "CPU"}
 ROWS_CHECK = "Rows added = sign-ups answered with the redirect"
 MAILS_CHECK = "Mails queued = rows added"
-# The issue's targets for the mailer.
+# The mailer's targets.
 MAILS_PER_S = 200
 LATENCY_P95_S = 2
 OWNER_PATHS = ("admin_list", "admin_search_email", "admin_search_name", "readyz")
-# The issue's targets for the owner's paths: result, figure, limit, unit, title.
+# The owner's paths' targets: result, figure, limit, unit, title.
 OWNER_LIMITS = [
     line.split(maxsplit=4)
     for line in """
@@ -192,7 +192,7 @@ def mail_checks(mail):
 
 
 def checks(results):
-    """[(what, measured, limit, met)] for every target of the issue."""
+    """[(what, measured, limit, met)] for every target."""
     site, confirming = results["site"], results.get("confirming")
     rows = []
     for scenario, title in SCENARIOS.items():
@@ -375,7 +375,7 @@ def site_and_ceiling(summary):
 
 
 def targets(results):
-    """The Targets section: every target of the issue, met or not."""
+    """The Targets section: every target, met or not."""
     rows = [[*check[:3], "yes" if check[3] else "**no**"] for check in checks(results)]
     return "## Targets\n\n" + table(["Target", "Measured", "Limit", "Met"], rows)
 

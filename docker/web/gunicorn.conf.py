@@ -2,10 +2,11 @@
 #
 #   gunicorn -c docker/web/gunicorn.conf.py [signup_site.wsgi:application]
 #
-# from the project's root (the image's /app). It reads its variables, listed in
-# docs/configuration.md, through signup_site.configuration, by the same rules
-# as the site's own. Anything else goes in GUNICORN_CMD_ARGS, which gunicorn
-# applies after this file (then the command line wins over both).
+# from the project's root (the image's /app). Each variable it reads, with its
+# default and meaning, is in docs/configuration.md; the comments here say why.
+# It reads them through signup_site.configuration, by the same rules as the
+# site's own. Anything else goes in GUNICORN_CMD_ARGS, which gunicorn applies
+# after this file (then the command line wins over both).
 
 import os
 import sys
@@ -14,34 +15,31 @@ from signup_site.configuration import ConfigurationError, EnvironmentReader, loa
 
 _env = EnvironmentReader(os.environ)
 
-# Server socket: every interface of the container; compose publishes no port
-# for web, so only containers on its network (nginx) can connect.
+# Every interface of the container: Compose publishes no port for web, so
+# only containers on its network (nginx) can connect.
 bind = _env.list("GUNICORN_BIND", default=["0.0.0.0:8000"])
 
-# Worker processes: an explicit count, because gunicorn's CPU count is the
-# host's, not the container's limit. (gunicorn itself reads WEB_CONCURRENCY
-# first and stops with a traceback if it is not a number at all.) Sync
-# workers, one request each: nginx buffers requests and responses, so slow
-# clients never hold a worker.
+# An explicit count, because gunicorn's CPU count is the host's, not the
+# container's limit. (gunicorn itself reads WEB_CONCURRENCY first and stops
+# with a traceback if it is not a number at all.) Sync workers, one request
+# each: nginx buffers requests and responses, so slow clients never hold one.
 workers = _env.integer("WEB_CONCURRENCY", 3, minimum=1)
 worker_class = "sync"
-# A stuck worker is killed; longer than any database wait the site allows.
+# Longer than any database wait the site allows.
 timeout = _env.integer("GUNICORN_TIMEOUT", 30, minimum=1)
 # As long as a request may run; the container's stop grace period must exceed it.
 graceful_timeout = _env.integer("GUNICORN_GRACEFUL_TIMEOUT", 30, minimum=0)
-# Sync workers close every connection after one response and ignore this;
-# nginx opens one per request anyway. It matters only with threads.
+# Ignored by sync workers; nginx opens a connection per request anyway.
 keepalive = _env.integer("GUNICORN_KEEPALIVE", 5, minimum=1)
-# Replace each worker after about this many requests to contain slow leaks.
-# A worker grows by about 1 MB per 10,000 requests (measured: bench/, see
-# docs/performance.md); a new one costs its first requests a few tens of ms
-# each while it warms up, which at 1000 showed in the p99 under load.
+# Replacing workers contains slow leaks (how a worker's memory grows with the
+# requests it serves: docs/performance.md), but not often: a new worker's
+# first requests are slower while it warms up.
 max_requests = _env.integer("GUNICORN_MAX_REQUESTS", 10000, minimum=0)
 max_requests_jitter = _env.integer("GUNICORN_MAX_REQUESTS_JITTER", 1000, minimum=0)
 
-# Server mechanics: the heartbeat file is touched constantly; on tmpfs that
-# never waits for a disk (Docker mounts /dev/shm as tmpfs). gunicorn makes it
-# with mkstemp and unlinks it at once, so a shared directory is safe.
+# The heartbeat file is touched constantly; on tmpfs that never waits for a
+# disk (Docker mounts /dev/shm as tmpfs). gunicorn makes it with mkstemp and
+# unlinks it at once, so a shared directory is safe.
 _SHM = "/dev/shm"  # noqa: S108
 worker_tmp_dir = _env.string(
     "GUNICORN_WORKER_TMP_DIR", _SHM if os.path.isdir(_SHM) else None

@@ -2,7 +2,7 @@
 The benchmark's own parts that decide what its figures mean: the ceiling app
 does the site's job honestly (token and Origin checked, one row per address,
 a redirect), the loader's sign-ups are valid and unique, a target spec reads
-as documented, and the mailer's figures are held to the issue's limits.
+as documented, and the mailer's figures are held to their limits.
 """
 
 import io
@@ -186,5 +186,5 @@ def mail_results(rate, p95, accepted=100, twice=0):
         (mail_results(rate=300.0, p95=0.5, twice=1), [True, False, True, True]),
     ],
 )
-def test_the_mail_targets_are_the_issues(results, met):
+def test_the_mail_targets_hold_the_figures_to_their_limits(results, met):
     assert [check[3] for check in mail_checks(results)] == met

@@ -1,9 +1,10 @@
 """
-The performance work changed how some things are done, never what they do:
+Some paths are written for speed; what they do is what the plain way does:
 a sign-up is one exchange with the server; the export formats timestamps in
 PostgreSQL; the admin finds its date hierarchy with index lookups, counts a
 one-page result from the page, and hides the date drill-down while searching.
-Each is checked here against what Django itself (or the previous code) gives.
+Each is checked here against what Django itself (or the plain way, written
+out here) gives.
 """
 
 import csv

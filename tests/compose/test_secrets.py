@@ -1,8 +1,8 @@
 """
-Upgrading a stack whose generated secrets were made by an earlier version:
-one `secrets` volume, both files readable by everyone, mounted into every
-service. The stack keeps that password and key (its database was initialised
-with that password), and the volume stays with the `secrets` service only.
+A stack whose `secrets` volume already holds a password and key, both files
+readable by everyone: the stack keeps that password and key (its database was
+initialised with that password), the files become readable by root only, and
+the volume stays with the `secrets` service.
 Only `db` and the one-shot service run: nothing publishes a host port.
 """
 

@@ -530,6 +530,41 @@ def test_web_killed_hard_gives_the_branded_502_and_is_restarted(stack):
     wait_until_healthy(web)
 
 
+def test_the_admin_from_env_reaches_bootstrap_as_the_readme_says(stack):
+    """The README's two ways to the admin account from DJANGO_SUPERUSER_*: a
+    running container keeps the environment it was created with, so a new
+    .env reaches `bootstrap` through `docker compose up -d`, which creates web
+    again, and otherwise only through `exec -e`."""
+    env_file = Path(stack.project.cwd) / ".env"
+    (web_before,) = stack.container_ids("web")
+    env_file.write_text(
+        "DJANGO_SUPERUSER_USERNAME=from-env\n"
+        f"DJANGO_SUPERUSER_PASSWORD={ADMIN_PASSWORD}\n"
+    )
+    try:
+        unchanged = stack("exec", "-T", "web", "python", "manage.py", "bootstrap")
+        given = stack(
+            *("exec", "-T", "-e", "DJANGO_SUPERUSER_USERNAME=given"),
+            *("-e", f"DJANGO_SUPERUSER_PASSWORD={ADMIN_PASSWORD}"),
+            *("web", "python", "manage.py", "bootstrap"),
+        )
+        stack("up", "--detach", "--wait", "--wait-timeout", "300", timeout=900)
+        (web_after,) = stack.container_ids("web")
+    finally:
+        env_file.unlink()
+
+    assert "no admin account configured" in unchanged.stdout
+    assert 'admin account "given" created' in given.stdout
+    assert web_after != web_before
+    assert (
+        stack.sql(
+            "SELECT string_agg(username, ' ' ORDER BY username) FROM auth_user"
+            " WHERE username IN ('from-env', 'given')"
+        )
+        == "from-env given"
+    )
+
+
 def anonymous_volumes(stack):
     """The volumes mounted in the project's containers that it did not name."""
     project = stack.project.name

@@ -1,5 +1,5 @@
 """
-The site on Docker Swarm, as docs/deployment.md deploys it: images built with
+The site on Docker Swarm, as docs/swarm.md deploys it: images built with
 `docker compose build`, published with `docker compose push` to a real
 registry (Debian's docker-registry on loopback), the local tags dropped, and
 `docker stack deploy -c deploy/swarm/stack.yaml` on a single-node swarm
@@ -210,7 +210,7 @@ def site(single_node_swarm, images, run_prefix, report_figure):
 @pytest.fixture(scope="module")
 def admin(site):
     """`bootstrap` run in a web task with the admin's settings, as
-    docs/deployment.md says (the credentials never enter the stack)."""
+    docs/swarm.md says for a script (the credentials never enter the stack)."""
     (task, *_) = site.stack.running_tasks("web")
     result = engine.docker(
         "exec",

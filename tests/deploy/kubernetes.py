@@ -27,7 +27,7 @@ OVERLAYS = sorted(
     path.parent.relative_to(KUBERNETES_DIR)
     for path in (KUBERNETES_DIR / "overlays").glob("*/kustomization.yaml")
 )
-# The overlay docs/deployment.md's commands apply.
+# The overlay docs/kubernetes.md's commands apply.
 EXAMPLE = Path("overlays") / "example"
 KUBECTL = "kubectl"
 # Kubernetes versions the rendered objects must be valid for: the oldest one

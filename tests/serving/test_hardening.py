@@ -1,6 +1,6 @@
 """
-Issue 4 through nginx, as a client sees it: security headers on every class
-of response, Host and forwarding-header trust, size and time limits, and
+The site's hardening through nginx, as a client sees it: security headers on
+every class of response, Host and forwarding-header trust, size and time limits, and
 rate limits.
 """
 

@@ -17,7 +17,7 @@ from loopback.nginx import (
     Nginx,
     render_template,
 )
-from loopback.processes import make_workdir
+from loopback.processes import PROJECT_ROOT, make_workdir
 from signup_site.configuration import ConfigurationError, load
 
 COMPOSE_VALUES = {
@@ -30,6 +30,8 @@ COMPOSE_VALUES = {
     "DJANGO_ADMIN_URL": "admin/",
     "NGINX_HSTS": "",
 }
+# Where the template's variables are documented, with their Compose values.
+CONFIGURATION_PAGE = PROJECT_ROOT / "docs" / "configuration.md"
 # Variables the official image's environment has besides the project's: the
 # hook substitutes every defined variable, so the template must not use them.
 IMAGE_ENVIRONMENT = {
@@ -42,24 +44,16 @@ IMAGE_ENVIRONMENT = {
 }
 
 
-def header_comment(text):
-    lines = []
-    for line in text.splitlines():
-        if not line.startswith("#"):
-            break
-        lines.append(line)
-    return "\n".join(lines)
-
-
 def test_template_uses_exactly_the_documented_variables():
     text = TEMPLATE.read_text()
+    configuration = CONFIGURATION_PAGE.read_text()
+    section = configuration[configuration.index("## nginx template variables") :]
 
     used = set(re.findall(r"\$\{?([A-Z][A-Z0-9_]*)", text))
-    header = header_comment(text)
 
     assert used == set(TEMPLATE_VARIABLES)
     for name in TEMPLATE_VARIABLES:
-        assert re.search(rf"^#\s+{name}\s", header, re.MULTILINE), name
+        assert f"`{name}`" in section, name
 
 
 def test_rendering_replaces_the_variables_and_keeps_nginxs_own():

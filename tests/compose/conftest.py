@@ -1,20 +1,21 @@
 """
 Fixtures for the tests that drive a real Docker engine and Compose v2.
 
-``docker_engine`` (session): an engine that answers (dockerd started here if
-needed, and stopped again by pid) and the images ``SIGNUP_TEST_IMAGES``
-selects (``tests/compose/images.py``): by default the offline Debian base and
-the stand-in images; with ``official``, the official images, pulled. When any
-of that is missing the engine tests fail under CI=true (CI must not silently
-skip them) and are skipped elsewhere, with the reason. A value of
-``SIGNUP_TEST_IMAGES`` that names no image set fails them everywhere.
+``docker_engine`` (session): an engine that answers, with the images
+``SIGNUP_TEST_IMAGES`` selects (``tests/compose/images.py``): by default the
+stand-in images, with ``official`` the official images, and the test SMTP
+server either way. The tests make neither: ``.ci/start-docker`` starts the
+engine and ``.ci/prepare_images.py`` makes the images, run by ``.ci/run`` or
+once by hand. When either is missing the engine tests fail under CI=true (CI
+must not silently skip them) and are skipped elsewhere, with the reason and
+the script to run. A value of ``SIGNUP_TEST_IMAGES`` that names no image set
+fails them everywhere.
 
 With the official images, the tests of the stand-ins themselves (marker
 ``standins``) are deselected: there are no stand-ins to test.
 """
 
 import os
-import time
 import uuid
 from pathlib import Path
 
@@ -23,15 +24,7 @@ import pytest
 from tests.compose import engine, images, registry
 from tests.support.ci import unavailable
 
-HERE = Path(__file__).resolve().parent
-
-# The first engine test also pays for the session setup (a cold one
-# debootstraps and builds three images); it gets this much on top of its
-# usual timeout.
-ENGINE_SETUP_SECONDS = 900
-
 RUN_PREFIX = f"signuptest{os.getpid()}{uuid.uuid4().hex[:6]}"
-_setup_report = {}
 _measured = []
 
 
@@ -57,61 +50,35 @@ def pytest_collection_modifyitems(config, items):
         if standin_tests:
             config.hook.pytest_deselected(items=standin_tests)
             items[:] = [item for item in items if item not in standin_tests]
-    for item in items:
-        if item.get_closest_marker("engine") and HERE in item.path.parents:
-            marker = item.get_closest_marker("timeout")
-            if marker and marker.args:
-                usual = float(marker.args[0])
-            else:
-                usual = float(config.getini("timeout") or 0)
-            if usual > 0:
-                item.add_marker(
-                    pytest.mark.timeout(usual + ENGINE_SETUP_SECONDS), append=False
-                )
-            break
 
 
 def pytest_terminal_summary(terminalreporter):
     for line in _measured:
         terminalreporter.write_line(line)
-    if _setup_report:
-        parts = ", ".join(f"{k} {v} s" for k, v in _setup_report["seconds"].items())
-        terminalreporter.write_line(
-            f"docker engine setup ({_setup_report['engine']}, "
-            f"{images.VARIABLE}={_setup_report['images']}): {parts}"
-        )
 
 
 @pytest.fixture(scope="session")
 def docker_engine():
-    """The engine (an ``engine.Engine``), with the selected images."""
+    """The version of the engine that answers, with the selected images."""
     selection = _selected_images()
-    started = time.monotonic()
     try:
-        eng, timings = images.prepare(selection)
+        version = engine.require_engine()
+        engine.compose_binary()
+        problems = images.problems(selection)
     except engine.EngineUnavailable as exc:
         _engine_unavailable(str(exc))
-    timings["total"] = round(time.monotonic() - started, 1)
-    _setup_report["seconds"] = timings
-    _setup_report["images"] = selection
-    _setup_report["engine"] = (
-        f"dockerd pid {eng.process.pid} started here"
-        if eng.started_here
-        else "engine already running"
-    )
-    yield eng
+    if problems:
+        _engine_unavailable(
+            f"{'; '.join(problems)} (make the images with "
+            f"{images.prepare_command(selection)})"
+        )
+    yield version
     engine.remove_test_images()
-    eng.stop()
 
 
 @pytest.fixture(scope="session")
 def smtp_server_image(docker_engine):
-    """The test SMTP server's image name, built for the tests that mail."""
-    try:
-        timings = images.prepare_smtp_server(_selected_images())
-    except engine.EngineUnavailable as exc:
-        _engine_unavailable(str(exc))
-    _setup_report["seconds"].update(timings)
+    """The test SMTP server's image name (checked with the others)."""
     return engine.SMTP_IMAGE
 
 

@@ -2,11 +2,14 @@
 Which images the Compose tests run, chosen by one environment variable:
 
 - ``SIGNUP_TEST_IMAGES=standins`` (the default): stand-ins built offline from
-  Debian packages (``engine.build_standins``) and selected by the test-only
+  Debian packages (``tests/compose/standins``) and selected by the test-only
   override ``compose.standins.yaml``; for machines that reach no registry.
 - ``SIGNUP_TEST_IMAGES=official``: the images ``compose.yaml`` and
   ``docker/Dockerfile`` name, pulled from a registry, with no override and no
   debootstrap or stand-in build: the stack exactly as it ships (hosted CI).
+
+``.ci/prepare_images.py`` makes the selected images (``prepare_command()``);
+the tests ask only whether they are there (``problems()``).
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ import json
 import os
 import re
 import subprocess
-import time
 from pathlib import Path
 
 from tests.compose import engine
@@ -27,18 +29,12 @@ CHOICES = (STANDINS, OFFICIAL)
 # The official images the stand-ins replace, by repository name.
 BASE_NAMES = ("postgres", "python", "nginx")
 
-PULL_TIMEOUT = 900
-
 TESTING_PAGE = engine.PROJECT_ROOT / "docs" / "testing.md"
 VERSIONS_HEADING = "## Images the Compose tests run"
 
 
 class UnknownImageSet(ValueError):
     """SIGNUP_TEST_IMAGES names no image set; a typo must not run the wrong one."""
-
-
-class PullFailed(engine.EngineUnavailable):
-    """An official image could not be pulled; the message says which and why."""
 
 
 def selected(environ=None):
@@ -121,59 +117,40 @@ def image_for(name, selection=None):
     raise LookupError(f"the project names no {name} image")
 
 
-def pull(images, timeout=PULL_TIMEOUT):
-    """``docker pull`` each of IMAGES; return {image: seconds}.
-
-    Raise PullFailed, naming the image and the engine's reason, at the first
-    one that cannot be pulled."""
-    timings = {}
-    for image in images:
-        started = time.monotonic()
-        try:
-            result = engine.docker("pull", image, check=False, timeout=timeout)
-        except subprocess.TimeoutExpired as exc:
-            raise PullFailed(
-                f"{VARIABLE}={OFFICIAL}: docker pull {image} took over {timeout} s"
-            ) from exc
-        if result.returncode != 0:
-            reason = engine._tail(result.stderr or result.stdout, 5)
-            raise PullFailed(
-                f"{VARIABLE}={OFFICIAL} runs the official images, but "
-                f"docker pull {image} failed (no registry reachable?): {reason}"
-            )
-        timings[f"pull {image}"] = round(time.monotonic() - started, 1)
-    return timings
-
-
-def prepare(selection=None):
-    """The engine and the selected images; return (engine, {step: seconds})."""
+def needed(selection=None):
+    """{image: stand-in it is built from, or None} of every image the engine
+    tests run that is not built by a test: the selected base images and the
+    test SMTP server."""
     selection = selection or selected()
     if selection == STANDINS:
-        return engine.prepare()
-    eng, timings = engine.prepare(standins=False)
-    try:
-        timings.update(pull(official_images()))
-    except BaseException:
-        eng.stop()
-        raise
-    return eng, timings
+        wanted = {tag: name for name, tag in engine.STANDIN_IMAGES.items()}
+    else:
+        wanted = dict.fromkeys(official_images())
+    wanted[engine.SMTP_IMAGE] = "smtp"
+    return wanted
 
 
-def prepare_smtp_server(selection=None):
-    """The test SMTP server's image (engine.SMTP_IMAGE), built on the Debian
-    base: made offline with the stand-ins, pulled with the official images.
-    Return {step: seconds}."""
-    selection = selection or selected()
-    timings = {}
-    if not engine.image_exists(engine.BASE_IMAGE):
-        if selection == OFFICIAL:
-            timings.update(pull([engine.BASE_IMAGE]))
-        else:
-            started = time.monotonic()
-            engine.ensure_base_image()
-            timings["base_image"] = round(time.monotonic() - started, 1)
-    timings["smtp"] = engine.build_smtp_server()
-    return timings
+def problems(selection=None):
+    """What is wrong with the images ``needed()``, one line each: absent, or
+    built from other files than the stand-in's now."""
+    found = []
+    for image, standin in needed(selection).items():
+        if not engine.image_exists(image):
+            found.append(f"{image} is absent")
+        elif standin and engine.built_from(image) != engine.context_digest(standin):
+            found.append(
+                f"{image} was built from other files than "
+                f"{engine.STANDINS_DIR.relative_to(engine.PROJECT_ROOT)}/{standin} "
+                "holds now"
+            )
+    return found
+
+
+def prepare_command(selection=None):
+    """The command that makes the images of SELECTION, as a contributor types it."""
+    if (selection or selected()) == OFFICIAL:
+        return f"{VARIABLE}={OFFICIAL} {engine.PREPARE_IMAGES}"
+    return engine.PREPARE_IMAGES
 
 
 def documented_versions(page=TESTING_PAGE):

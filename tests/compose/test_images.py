@@ -1,10 +1,12 @@
 """
 The switch between the stand-ins and the official images
 (``SIGNUP_TEST_IMAGES``, tests/compose/images.py), and the testing page's table of
-the images the project names. Only the failed-pull test needs an engine; it
-pulls from a closed port on 127.0.0.1, never from a registry.
+the images the project names, and what .ci/prepare_images.py makes of them.
+Two tests need an engine: the failed pull, from a closed port on 127.0.0.1
+(never from a registry), and the check of the images the tests run.
 """
 
+import importlib.util
 import json
 import os
 import re
@@ -87,21 +89,56 @@ def test_the_swarm_stack_gets_the_standins_override_only_with_the_standins(
     assert swarm.stack_files() == (swarm.STACK_FILE, swarm.STACK_STANDINS)
 
 
-def test_the_official_run_pulls_and_never_builds(monkeypatch):
-    calls = []
+def load_prepare_images():
+    """.ci/prepare_images.py as a module (a script, in no package)."""
+    path = engine.PROJECT_ROOT / ".ci" / "prepare_images.py"
+    spec = importlib.util.spec_from_file_location("prepare_images", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
-    def refuse(*args, **kwargs):
-        raise AssertionError("the official run must not debootstrap or build")
 
-    monkeypatch.setattr(engine, "get_engine", lambda: engine.Engine())
-    monkeypatch.setattr(engine, "ensure_base_image", refuse)
-    monkeypatch.setattr(engine, "build_standins", refuse)
-    monkeypatch.setattr(images, "pull", lambda names: calls.append(names) or {})
+@pytest.mark.parametrize(
+    ("selection", "expected"),
+    [
+        (
+            images.OFFICIAL,
+            [
+                "pull postgres:18",
+                "pull python:3.13-slim",
+                "pull nginx:1.30",
+                "pull debian:trixie-slim",
+                "build signup-standin/smtp:trixie",
+            ],
+        ),
+        (
+            images.STANDINS,
+            [
+                "debootstrap debian:trixie-slim",
+                "build signup-standin/postgres:trixie",
+                "build signup-standin/nginx:trixie",
+                "build signup-standin/python:trixie",
+                "build signup-standin/smtp:trixie",
+            ],
+        ),
+    ],
+)
+def test_what_prepare_images_does_for_each_image_set(monkeypatch, selection, expected):
+    """The official run pulls and never debootstraps or builds a stand-in; the
+    stand-ins' run pulls nothing. Here on an engine with no image at all."""
+    prepare = load_prepare_images()
+    monkeypatch.setattr(engine, "image_exists", lambda image: False)
 
-    eng, timings = images.prepare(images.OFFICIAL)
-    assert calls == [["postgres:18", "python:3.13-slim", "nginx:1.30"]]
-    assert set(timings) == {"engine"}
-    assert not eng.started_here
+    assert [what for what, _ in prepare.steps(selection)] == expected
+
+
+def test_prepare_images_makes_what_the_tests_need(monkeypatch):
+    """What the script makes covers every image the tests check for."""
+    prepare = load_prepare_images()
+    monkeypatch.setattr(engine, "image_exists", lambda image: False)
+    for selection in images.CHOICES:
+        made = {what.split()[-1] for what, _ in prepare.steps(selection)}
+        assert set(images.needed(selection)) <= made, selection
 
 
 def closed_loopback_port():
@@ -113,32 +150,66 @@ def closed_loopback_port():
 
 @pytest.fixture
 def running_engine():
-    """An engine that answers, without any images prepared."""
+    """An engine that answers, whatever images it holds."""
     try:
-        eng = engine.get_engine()
+        return engine.require_engine()
     except engine.EngineUnavailable as exc:
         unavailable(f"Docker engine tests did not run: {exc}")
-    yield eng
-    eng.stop()
 
 
 @pytest.mark.engine
 @pytest.mark.usefixtures("running_engine")
-def test_a_failed_pull_names_the_image_and_the_reason(monkeypatch):
+def test_a_failed_pull_names_the_image_and_the_reason():
+    prepare = load_prepare_images()
     absent = f"127.0.0.1:{closed_loopback_port()}/signup-test/absent:never"
-    monkeypatch.setattr(images, "official_images", lambda: [absent])
 
-    with pytest.raises(images.PullFailed) as caught:
-        images.prepare(images.OFFICIAL)
+    with pytest.raises(prepare.SetupFailed) as caught:
+        prepare.pull(absent)
     message = str(caught.value)
     assert message.startswith(
         "SIGNUP_TEST_IMAGES=official runs the official images, but "
         f"docker pull {absent} failed (no registry reachable?): "
     )
     assert "connection refused" in message
-    # An EngineUnavailable: the docker_engine fixture fails with this message
-    # in CI, and skips with it elsewhere.
-    assert isinstance(caught.value, engine.EngineUnavailable)
+
+
+@pytest.mark.engine
+def test_an_absent_or_outdated_standin_is_a_problem(monkeypatch, docker_names):
+    """The tests run no stand-in built from other files than the ones here."""
+    digest = engine.context_digest("smtp")
+    current, outdated = docker_names.image("current"), docker_names.image("outdated")
+    absent = docker_names.image("absent")
+    for image, label in ((current, digest), (outdated, "0" * 64)):
+        engine.docker(
+            *("build", "--tag", image, "--label", f"{engine.CONTEXT_LABEL}={label}"),
+            "-",
+            input="FROM scratch\nLABEL purpose=test\n",
+        )
+    needed = {current: "smtp", outdated: "smtp", absent: "smtp"}
+    monkeypatch.setattr(images, "needed", lambda selection=None: needed)
+
+    assert images.problems() == [
+        f"{outdated} was built from other files than "
+        "tests/compose/standins/smtp holds now",
+        f"{absent} is absent",
+    ]
+
+
+def test_a_standins_digest_follows_its_files(monkeypatch, tmp_path):
+    monkeypatch.setattr(engine, "STANDINS_DIR", tmp_path)
+    (tmp_path / "smtp").mkdir()
+    dockerfile = tmp_path / "smtp" / "Dockerfile"
+    dockerfile.write_text("FROM debian:trixie-slim\n")
+    digests = [engine.context_digest("smtp")]
+    (tmp_path / "smtp" / "serve.sh").write_text("#!/bin/sh\n")
+    digests.append(engine.context_digest("smtp"))
+    (tmp_path / "smtp" / "serve.sh").chmod(0o755)
+    digests.append(engine.context_digest("smtp"))
+    dockerfile.write_text("FROM debian:trixie-slim\nUSER nobody\n")
+    digests.append(engine.context_digest("smtp"))
+
+    assert len(set(digests)) == len(digests)
+    assert engine.context_digest("smtp") == digests[-1]
 
 
 def test_official_images_deselect_the_standin_tests():

@@ -108,9 +108,9 @@ class Mailer:
         try:
             while not self.stop.is_set():
                 self.beat()
-                if time.monotonic() >= self.next_purge:
-                    self.purge()
                 try:
+                    if time.monotonic() >= self.next_purge:
+                        self.purge()
                     if not self.send_next():
                         if once:
                             return
@@ -120,7 +120,9 @@ class Mailer:
                         raise
                     self.back_off(f"mail server unreachable: {exc}")
                 except DatabaseError as exc:
-                    # The server went away or restarted: a new connection next.
+                    # Not up yet, restarted, or not migrated yet (the site's
+                    # `bootstrap` migrates; the mailer never does): a new
+                    # connection next time.
                     connection.close()
                     self.back_off(f"database unavailable: {exc}".strip())
                 else:

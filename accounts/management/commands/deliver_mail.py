@@ -7,10 +7,8 @@ import threading
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
-from django.db import DatabaseError, connection
 
-from accounts.models import OutgoingMail
-from accounts.outbox import MAX_PAUSE_SECONDS, Mailer, Unreachable
+from accounts.outbox import Mailer, Unreachable
 
 log = logging.getLogger("accounts.outbox")
 DEFAULT_HEARTBEAT = "/tmp/mailer-heartbeat"  # noqa: S108 (the container's own /tmp)
@@ -46,25 +44,9 @@ class Command(BaseCommand):
             while not stop.is_set():
                 mailer.wait(60)
             return
-        self.wait_for_queue(mailer)
         log.info("Mailer sending through %s.", settings.EMAIL_BACKEND)
         try:
             mailer.run(once=once)
         except Unreachable as exc:
             # Only with --once: a cron job should fail, not wait for hours.
             raise CommandError(f"The mail server cannot be reached: {exc}") from exc
-
-    def wait_for_queue(self, mailer):
-        """Until the database answers and has the queue's table (the site's
-        `bootstrap` migrates; the mailer never does)."""
-        pause = 1.0
-        while not mailer.stop.is_set():
-            try:
-                OutgoingMail.objects.exists()
-                return
-            except DatabaseError as exc:
-                connection.close()
-                reason = str(exc).strip().splitlines()[0] if str(exc) else exc
-                log.warning("Waiting for the database: %s", reason)
-            mailer.wait(pause)
-            pause = min(pause * 2, MAX_PAUSE_SECONDS)

@@ -100,6 +100,11 @@ def child(options):
     serves it, through its WSGI_APPLICATION: warm-up, then --requests requests
     of --page, or one request and its statements."""
     sys.path.insert(0, options.child)
+    # A tree from before loopback/site_settings.py names its own
+    # bench.site_settings, and this process's bench package comes first.
+    import bench
+
+    bench.__path__.append(str(Path(options.child) / "bench"))
     import django
 
     django.setup()

@@ -37,13 +37,15 @@ class FakeDNS:
         name = str(request.q.qname).rstrip(".").lower()
         self.queries.append((time.monotonic(), name, request.q.qtype))
         reply = request.reply()
-        address = self.records.get(name)
-        if address is None:
+        # An address, or a list of them (one per replica, as Docker answers).
+        addresses = self.records.get(name)
+        if addresses is None:
             reply.header.rcode = RCODE.NXDOMAIN
         elif request.q.qtype == QTYPE.A:
-            reply.add_answer(
-                RR(request.q.qname, QTYPE.A, rdata=A(address), ttl=self.TTL)
-            )
+            for address in [addresses] if isinstance(addresses, str) else addresses:
+                reply.add_answer(
+                    RR(request.q.qname, QTYPE.A, rdata=A(address), ttl=self.TTL)
+                )
         return reply
 
     def close(self):

@@ -92,14 +92,27 @@ def test_nginx_accepts_the_template_rendered_with_composes_values(nginx_binary):
     assert "test is successful" in result.stderr
 
 
-def test_a_post_is_never_sent_to_a_second_replica():
-    """nginx retries a POST only with non_idempotent; the template must not
-    ask for it (a sign-up must not be submitted twice)."""
-    directives = re.findall(
-        r"^\s*proxy_next_upstream\s+([^;]*);", TEMPLATE.read_text(), re.MULTILINE
+def test_only_the_signup_form_may_send_a_post_to_a_second_replica():
+    """nginx sends a POST again only with non_idempotent: the sign-up form's
+    location asks for it (sending a sign-up twice does no harm), no other
+    does (tests/serving/test_lost_replica.py shows both happen)."""
+    locations = dict(
+        re.findall(
+            r"^    location (.+?) \{(.*?)^    \}",
+            TEMPLATE.read_text(),
+            re.MULTILINE | re.DOTALL,
+        )
     )
+    retries = {
+        location: re.findall(r"proxy_next_upstream\s+([^;]*);", body)
+        for location, body in locations.items()
+        if "proxy_pass" in body
+    }
 
-    assert directives == ["error timeout"]
+    assert retries == {
+        "/": ["error timeout"],
+        "= /": ["error timeout non_idempotent"],
+    }
 
 
 SECRET_KEY = "0123456789abcdefghijklmnopqrstuvwxyz" * 2

@@ -9,6 +9,7 @@ to the run and is removed by name.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +19,8 @@ from tests.compose.engine import PROJECT_ROOT, EngineUnavailable, docker
 
 STACK_FILE = PROJECT_ROOT / "deploy" / "swarm" / "stack.yaml"
 STACK_STANDINS = Path(__file__).resolve().parent / "stack.standins.yaml"
-DB_NODE_LABEL = "signup.db"
+# The database's node, and an edge node (one nginx task on each).
+NODE_LABELS = ("signup.db", "signup.edge")
 
 
 def stack_files():
@@ -35,10 +37,11 @@ class SwarmUnavailable(EngineUnavailable):
 
 @dataclass
 class SingleNodeSwarm:
-    """This engine as a swarm manager, labelled as the database's node."""
+    """This engine as a swarm manager, labelled as the database's node and
+    an edge node."""
 
     initialised_here: bool = False
-    labelled_here: bool = False
+    labelled_here: tuple = ()
     node_id: str = ""
 
     @classmethod
@@ -67,15 +70,15 @@ class SingleNodeSwarm:
                     "{{json .Spec.Labels}}",
                 ).stdout
             )
-            if (labels or {}).get(DB_NODE_LABEL) != "true":
-                docker(
-                    "node",
-                    "update",
-                    "--label-add",
-                    f"{DB_NODE_LABEL}=true",
-                    swarm.node_id,
-                )
-                swarm.labelled_here = True
+            missing = tuple(
+                label for label in NODE_LABELS if (labels or {}).get(label) != "true"
+            )
+            if missing:
+                adds = [
+                    arg for label in missing for arg in ("--label-add", f"{label}=true")
+                ]
+                docker("node", "update", *adds, swarm.node_id)
+                swarm.labelled_here = missing
         except BaseException:
             swarm.leave()
             raise
@@ -85,9 +88,10 @@ class SingleNodeSwarm:
         if self.initialised_here:
             docker("swarm", "leave", "--force", check=False, timeout=60)
         elif self.labelled_here:
-            docker(
-                "node", "update", "--label-rm", DB_NODE_LABEL, self.node_id, check=False
-            )
+            removes = [
+                arg for label in self.labelled_here for arg in ("--label-rm", label)
+            ]
+            docker("node", "update", *removes, self.node_id, check=False)
 
 
 @dataclass
@@ -98,12 +102,19 @@ class Stack:
     env: dict
     files: tuple = (STACK_FILE,)
     volumes_made: set = field(default_factory=set)
+    # Variables that choose the engine (DOCKER_HOST) for every command, when
+    # it is not the one the tests run beside.
+    engine_env: dict = field(default_factory=dict)
+
+    def docker(self, *args, env=None, **options):
+        env = {**(os.environ if env is None else env), **self.engine_env}
+        return docker(*args, env=env, **options)
 
     def deploy(self, timeout=300):
         args = ["stack", "deploy", "--detach=true"]
         for path in self.files:
             args += ["--compose-file", str(path)]
-        return docker(*args, self.name, env=self.env, timeout=timeout)
+        return self.docker(*args, self.name, env=self.env, timeout=timeout)
 
     def remove(self, timeout=180):
         """`docker stack rm` until its containers and networks are gone. The
@@ -113,15 +124,15 @@ class Stack:
         left = {}
 
         def removed():
-            left["containers"] = docker(
+            left["containers"] = self.docker(
                 "ps", "-a", "--filter", label, "--format", "{{.Names}} {{.Status}}"
             ).stdout.splitlines()
-            left["networks"] = docker(
+            left["networks"] = self.docker(
                 "network", "ls", "--filter", label, "--format", "{{.Name}}"
             ).stdout.splitlines()
             if not left["containers"] and not left["networks"]:
                 return True
-            docker("stack", "rm", self.name, check=False, timeout=60)
+            self.docker("stack", "rm", self.name, check=False, timeout=60)
             return False
 
         try:
@@ -134,9 +145,9 @@ class Stack:
         volume = f"{self.name}_{short}"
 
         def gone():
-            if docker("volume", "inspect", volume, check=False).returncode != 0:
+            if self.docker("volume", "inspect", volume, check=False).returncode != 0:
                 return True
-            return docker("volume", "rm", volume, check=False).returncode == 0
+            return self.docker("volume", "rm", volume, check=False).returncode == 0
 
         wait_for(gone, timeout=timeout, interval=1, message=f"volume {volume} removed")
 
@@ -145,7 +156,7 @@ class Stack:
 
     def tasks(self, short, *, desired="running"):
         """Inspected tasks of service SHORT whose desired state is DESIRED."""
-        ids = docker(
+        ids = self.docker(
             "service",
             "ps",
             "--quiet",
@@ -156,7 +167,7 @@ class Stack:
         ).stdout.split()
         if not ids:
             return []
-        return json.loads(docker("inspect", *ids).stdout)
+        return json.loads(self.docker("inspect", *ids).stdout)
 
     def running_tasks(self, short):
         """Tasks that run and passed their healthcheck (Swarm reports a task
@@ -199,7 +210,7 @@ class Stack:
         )
 
     def update_status(self, short):
-        out = docker(
+        out = self.docker(
             "service",
             "inspect",
             self.service(short),
@@ -209,7 +220,7 @@ class Stack:
         return json.loads(out) or {}
 
     def service_image(self, short):
-        return docker(
+        return self.docker(
             "service",
             "inspect",
             self.service(short),
@@ -218,20 +229,20 @@ class Stack:
         ).stdout.strip()
 
     def scale(self, short, replicas):
-        docker("service", "scale", "--detach", f"{self.service(short)}={replicas}")
+        self.docker("service", "scale", "--detach", f"{self.service(short)}={replicas}")
 
     def update_image(self, short, image):
         self.update(short, "--image", image)
 
     def update(self, short, *options):
         """`docker service update OPTIONS` of SHORT, without waiting."""
-        docker(
+        self.docker(
             "service", "update", "--detach", *options, self.service(short), timeout=120
         )
 
     def sql(self, query):
         (task,) = self.running_tasks("db")
-        result = docker(
+        result = self.docker(
             "exec",
             self.container(task),
             *("psql", "-U", "signup", "-d", "signup", "-At", "-c", query),

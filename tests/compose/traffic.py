@@ -33,6 +33,7 @@ class Outcome:
     status: int | None  # None: no response at all
     ok: bool
     detail: str = ""
+    seconds: float | None = None  # how long it took
     at: float = field(default_factory=time.monotonic)  # when it ended
 
 
@@ -43,12 +44,22 @@ def signup(base, email, name="Swarm Test"):
     session.headers["User-Agent"] = "signup-swarm-test"
 
     def call(method, path, expected, **kwargs):
+        started = time.monotonic()
         try:
             response = session.request(
                 method, base + path, timeout=TIMEOUT_SECONDS, **kwargs
             )
         except requests.RequestException as exc:
-            outcomes.append(Outcome(method, path, None, False, type(exc).__name__))
+            outcomes.append(
+                Outcome(
+                    method,
+                    path,
+                    None,
+                    False,
+                    type(exc).__name__,
+                    time.monotonic() - started,
+                )
+            )
             return None
         ok = response.status_code == expected
         outcomes.append(
@@ -58,6 +69,7 @@ def signup(base, email, name="Swarm Test"):
                 response.status_code,
                 ok,
                 "" if ok else response.text[:200],
+                time.monotonic() - started,
             )
         )
         return response if ok else None
@@ -120,6 +132,7 @@ class Traffic:
     def _get_form(self):
         session = requests.Session()
         while not self._stop.is_set():
+            started = time.monotonic()
             try:
                 response = session.get(self.base + "/", timeout=TIMEOUT_SECONDS)
                 ok = response.status_code == 200
@@ -129,9 +142,17 @@ class Traffic:
                     response.status_code,
                     ok,
                     "" if ok else response.text[:200],
+                    time.monotonic() - started,
                 )
             except requests.RequestException as exc:
-                outcome = Outcome("GET", "/", None, False, type(exc).__name__)
+                outcome = Outcome(
+                    "GET",
+                    "/",
+                    None,
+                    False,
+                    type(exc).__name__,
+                    time.monotonic() - started,
+                )
             self._record([outcome])
             time.sleep(PAUSE_SECONDS)
 
@@ -150,6 +171,10 @@ class Traffic:
     @property
     def failures(self):
         return [o for o in self.outcomes if not o.ok]
+
+    def slow(self, seconds=1.0):
+        """Answered requests that took longer than SECONDS."""
+        return [o for o in self.outcomes if o.ok and o.seconds > seconds]
 
     def summary(self):
         posts = sum(1 for o in self.outcomes if o.method == "POST")

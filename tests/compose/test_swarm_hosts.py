@@ -130,7 +130,22 @@ def cluster(docker_engine):
             interval=0.5,
             message="a leader other than node1",
         )
+    # A new leader counts the other nodes as Unknown until they report to it,
+    # and places no task on them meanwhile.
+    wait_for(
+        lambda: node_statuses() == {node.name: "Ready" for node in nodes.NODES},
+        timeout=120,
+        interval=0.5,
+        message="every node Ready",
+    )
     return nodes.NODES
+
+
+def node_statuses():
+    out = NODE1.docker(
+        "node", "ls", "--format", "{{.Hostname}} {{.Status}}", check=False
+    ).stdout
+    return dict(line.split(maxsplit=1) for line in out.splitlines() if " " in line)
 
 
 def manager_statuses():

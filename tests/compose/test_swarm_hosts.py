@@ -75,9 +75,13 @@ SETTINGS = {
     "NGINX_LOGIN_RATE": "100000r/s",
     "NGINX_LOGIN_BURST": "100000",
 }
-# docs/swarm-hosts.md's rebalance, with a short monitor: the stack's 120 s
-# watches for a bad release, and this is the same image.
-REBALANCE = ("--force", "--update-order", "stop-first", "--update-monitor", "5s")
+# docs/swarm-hosts.md's rebalance, without the pause between tasks and with
+# a short monitor: the stack's 120 s watches for a bad release, and this is
+# the same image.
+REBALANCE = (
+    *("--force", "--update-order", "stop-first"),
+    *("--update-delay", "0s", "--update-monitor", "5s"),
+)
 LABELS = {NODE1: ("signup.db", "signup.edge"), NODE2: ("signup.edge",)}
 # Each message the test SMTP server kept, base64 in a JSON list.
 READ_INBOX = (
@@ -353,6 +357,7 @@ def hosts(cluster, registry_images, report_figure):
         "postgres_password": secrets.token_urlsafe(24),
         "email_url": "smtp://smtp:1025",
     }
+    remove_earlier_run(stack, secret_values)
     try:
         for key, value in secret_values.items():
             NODE1.docker("secret", "create", f"{STACK}_{key}", "-", input=value)
@@ -382,25 +387,33 @@ def hosts(cluster, registry_images, report_figure):
         for node in nodes.NODES:
             if not node.answers():
                 start(node)
+        # The services and secrets go now; the tasks stop while the next
+        # tests run, and the volume goes at the next run's start (or with
+        # the nodes, `.ci/swarm_nodes.py stop`).
         stack.docker("stack", "rm", STACK, check=False)
-        for node in nodes.NODES:
-            wait_for(
-                lambda n=node: (
-                    not n.docker(
-                        "ps",
-                        "-aq",
-                        "--filter",
-                        f"label=com.docker.stack.namespace={STACK}",
-                    ).stdout.strip()
-                ),
-                timeout=120,
-                interval=1,
-                message=f"the stack's containers gone from {node.name}",
-            )
-        stack.remove()
-        stack.remove_volume("pgdata")
         for key in secret_values:
             NODE1.docker("secret", "rm", f"{STACK}_{key}", check=False)
+
+
+def remove_earlier_run(stack, secret_values):
+    """What an earlier run's fixture left to stop: its containers, networks,
+    volume and secrets, so that this deploy starts from nothing."""
+    stack.docker("stack", "rm", STACK, check=False)
+    for node in nodes.NODES:
+        wait_for(
+            lambda n=node: (
+                not n.docker(
+                    "ps", "-aq", "--filter", f"label=com.docker.stack.namespace={STACK}"
+                ).stdout.strip()
+            ),
+            timeout=120,
+            interval=1,
+            message=f"an earlier run's containers gone from {node.name}",
+        )
+    stack.remove()
+    stack.remove_volume("pgdata")
+    for key in secret_values:
+        NODE1.docker("secret", "rm", f"{STACK}_{key}", check=False)
 
 
 def answers(url):

@@ -15,7 +15,13 @@ from pathlib import Path
 
 from loopback.processes import wait_for
 from tests.compose import images
-from tests.compose.engine import PROJECT_ROOT, EngineUnavailable, docker
+from tests.compose.engine import (
+    PROJECT_ROOT,
+    ComposeProject,
+    EngineUnavailable,
+    docker,
+)
+from tests.support.commands import site_environment
 
 STACK_FILE = PROJECT_ROOT / "deploy" / "swarm" / "stack.yaml"
 STACK_STANDINS = Path(__file__).resolve().parent / "stack.standins.yaml"
@@ -29,6 +35,24 @@ def stack_files():
     if images.selected() == images.STANDINS:
         return (STACK_FILE, STACK_STANDINS)
     return (STACK_FILE,)
+
+
+def site_image_tags(prefix, version):
+    return [f"{prefix}/web:{version}", f"{prefix}/nginx:{version}"]
+
+
+def push_site_images(prefix, version, project_name):
+    """Build web and nginx as PREFIX/NAME:VERSION and push them, with
+    `docker compose build` and `push` as docs/deployment.md publishes them."""
+    env = site_environment(SIGNUP_REGISTRY=prefix, SIGNUP_VERSION=version)
+    env.pop("DJANGO_SETTINGS_MODULE")
+    project = ComposeProject(
+        name=project_name,
+        files=images.compose_files(PROJECT_ROOT / "compose.yaml"),
+        env=env,
+    )
+    project("build", "web", "nginx", timeout=1800)
+    project("push", "web", "nginx", timeout=600)
 
 
 class SwarmUnavailable(EngineUnavailable):
@@ -154,6 +178,15 @@ class Stack:
     def service(self, short):
         return f"{self.name}_{short}"
 
+    def print_logs(self, *shorts, tail=60):
+        """The last TAIL lines of each service's log, for a failed test's
+        report (pytest shows what a fixture printed)."""
+        for short in shorts:
+            logs = self.docker(
+                "service", "logs", "--tail", str(tail), self.service(short), check=False
+            )
+            print(f"--- {short} ---\n{logs.stdout[-6000:]}{logs.stderr[-3000:]}")
+
     def tasks(self, short, *, desired="running"):
         """Inspected tasks of service SHORT whose desired state is DESIRED."""
         ids = self.docker(
@@ -239,6 +272,14 @@ class Stack:
         self.docker(
             "service", "update", "--detach", *options, self.service(short), timeout=120
         )
+
+    def emails_stored(self, emails):
+        """Those of EMAILS that the stack's database holds a sign-up for."""
+        if not emails:
+            return set()
+        listed = ",".join(f"'{email}'" for email in emails)
+        rows = self.sql(f"SELECT email FROM accounts_signup WHERE email IN ({listed})")
+        return set(rows.split())
 
     def sql(self, query):
         (task,) = self.running_tasks("db")

@@ -26,7 +26,7 @@ import requests
 
 from loopback.processes import free_port, wait_for
 from tests.compose import engine, swarm, traffic
-from tests.compose.images import STANDINS, compose_files, selected
+from tests.compose.images import STANDINS, selected
 from tests.compose.swarm import Stack
 from tests.support.ci import unavailable
 from tests.support.commands import site_environment
@@ -78,18 +78,10 @@ def images(docker_engine, loopback_registry, run_prefix):
     """The site's images, built and pushed to the loopback registry, with no
     local tag left: whatever runs them must pull them from the registry."""
     prefix = f"{loopback_registry.address}/signup"
-    env = site_environment(SIGNUP_REGISTRY=prefix, SIGNUP_VERSION=FIRST_VERSION)
-    env.pop("DJANGO_SETTINGS_MODULE")
-    project = engine.ComposeProject(
-        name=f"{run_prefix}-swarm-images",
-        files=compose_files(engine.PROJECT_ROOT / "compose.yaml"),
-        env=env,
-    )
     web = f"{prefix}/web"
-    tags = [f"{web}:{FIRST_VERSION}", f"{prefix}/nginx:{FIRST_VERSION}"]
+    tags = swarm.site_image_tags(prefix, FIRST_VERSION)
     try:
-        project("build", "web", "nginx", timeout=1800)
-        project("push", "web", "nginx", timeout=600)
+        swarm.push_site_images(prefix, FIRST_VERSION, f"{run_prefix}-swarm-images")
         # A new release of web (same code, new image) and one that cannot
         # start: its process exits at once.
         for version, extra in ((NEXT_VERSION, ""), (BROKEN_VERSION, 'CMD ["false"]')):
@@ -136,15 +128,6 @@ class SwarmSite:
                 return False
 
         wait_for(answers, timeout=timeout, interval=0.25, message="first 200")
-
-    def emails_stored(self, emails):
-        if not emails:
-            return set()
-        listed = ",".join(f"'{email}'" for email in emails)
-        rows = self.stack.sql(
-            f"SELECT email FROM accounts_signup WHERE email IN ({listed})"
-        )
-        return set(rows.split())
 
     def nginx_upstreams(self, token):
         (task,) = self.stack.running_tasks("nginx")
@@ -195,11 +178,7 @@ def site(single_node_swarm, images, run_prefix, report_figure):
         )
         yield site
     finally:
-        for short in ("web", "nginx", "db", "mailer"):
-            logs = engine.docker(
-                "service", "logs", "--tail", "60", stack.service(short), check=False
-            )
-            print(f"--- {short} ---\n{logs.stdout[-6000:]}{logs.stderr[-3000:]}")
+        stack.print_logs("web", "nginx", "db", "mailer")
         stack.remove()
         # The one command that removes the data; this run made the volume.
         stack.remove_volume("pgdata")
@@ -346,7 +325,7 @@ def test_scaling_web_1_to_3_reaches_every_task_within_10_s_then_back_to_1(
         time.sleep(6)  # longer than nginx's 5 s DNS cache
     assert load.outcomes
     assert not load.failures, load.summary()
-    assert site.emails_stored(load.confirmed) == set(load.confirmed)
+    assert site.stack.emails_stored(load.confirmed) == set(load.confirmed)
 
 
 def test_rolling_update_under_load_fails_no_request_and_loses_no_signup(
@@ -371,7 +350,7 @@ def test_rolling_update_under_load_fails_no_request_and_loses_no_signup(
     assert stack.update_status("web").get("State") in ("updating", "completed")
     assert len(load.confirmed) >= 5, load.summary()
     assert not load.failures, load.failures[:5]
-    assert site.emails_stored(load.confirmed) == set(load.confirmed)
+    assert site.stack.emails_stored(load.confirmed) == set(load.confirmed)
 
 
 def test_update_to_an_image_that_cannot_start_rolls_back_while_serving(
@@ -408,7 +387,7 @@ def test_update_to_an_image_that_cannot_start_rolls_back_while_serving(
     assert all(t["Spec"]["ContainerSpec"]["Image"] == good for t in running)
     assert load.outcomes
     assert not load.failures, load.failures[:5]
-    assert site.emails_stored(load.confirmed) == set(load.confirmed)
+    assert site.stack.emails_stored(load.confirmed) == set(load.confirmed)
 
 
 def test_a_web_task_killed_by_pid_is_replaced_and_no_confirmed_signup_is_lost(
@@ -449,7 +428,7 @@ def test_a_web_task_killed_by_pid_is_replaced_and_no_confirmed_signup_is_lost(
     (old,) = [t for t in stopped if t["ID"] == victim["ID"]]
     assert old["Status"]["ContainerStatus"]["ExitCode"] == 128 + signal.SIGKILL
     assert load.confirmed, load.summary()
-    assert site.emails_stored(load.confirmed) == set(load.confirmed)
+    assert site.stack.emails_stored(load.confirmed) == set(load.confirmed)
 
 
 def test_an_nginx_update_is_a_short_gap_then_the_site_serves_again(site, report_figure):
@@ -481,7 +460,7 @@ def test_an_nginx_update_is_a_short_gap_then_the_site_serves_again(site, report_
     # Refused or dropped connections while no nginx listens; no error page.
     assert all(o.status is None for o in failed), failed[:5]
     assert load.outcomes[-1].ok
-    assert site.emails_stored(load.confirmed) == set(load.confirmed)
+    assert site.stack.emails_stored(load.confirmed) == set(load.confirmed)
 
 
 def test_stack_rm_then_deploy_again_keeps_the_data_and_the_volume(site, admin):
@@ -498,5 +477,5 @@ def test_stack_rm_then_deploy_again_keeps_the_data_and_the_volume(site, admin):
     site.first_200()
 
     assert stack.sql("SELECT count(*) FROM accounts_signup") == count
-    assert site.emails_stored([email]) == {email}
+    assert site.stack.emails_stored([email]) == {email}
     assert admin_logs_in(site.base)

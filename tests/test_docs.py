@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.compose import engine
+from tests.compose import engine, nodes
 from tests.support.ci import unavailable
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -185,10 +185,16 @@ def test_the_test_command_is_what_ci_runs():
         )
 
     assert ci_lines[-1] == command
-    # The engine and the images, made as CI makes them; the edit loop's subset.
-    assert machine.splitlines() == [engine.START_DOCKER, engine.PREPARE_IMAGES]
+    # The engine, the images and the swarm hosts, made as CI makes them; the
+    # edit loop's subset.
+    assert machine.splitlines() == [
+        engine.START_DOCKER,
+        engine.PREPARE_IMAGES,
+        nodes.START_NODES,
+    ]
     assert f"dockerd_pid=$({engine.START_DOCKER})" in ci_lines
     assert engine.PREPARE_IMAGES in ci_lines
+    assert nodes.START_NODES in ci_lines
     assert fast == f'{command} -m "not engine"'
     assert "python3 -m venv .venv" in setup
     assert "python3 -m venv .venv" in ci

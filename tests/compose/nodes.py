@@ -18,6 +18,8 @@ from pathlib import Path
 
 from tests.compose.engine import PROJECT_ROOT, docker
 
+# What makes them (and what the tests tell a developer to run).
+START_NODES = ".venv/bin/python .ci/swarm_nodes.py start"
 IMAGE = "signup-ci/swarm-node:test"
 IMAGE_CONTEXT = PROJECT_ROOT / ".ci" / "swarm-node"
 NETWORK = "signup-nodes"

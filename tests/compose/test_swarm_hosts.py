@@ -103,7 +103,7 @@ def cluster(docker_engine):
     if silent:
         unavailable(
             f"the multi-host tests did not run: {', '.join(silent)} do not answer "
-            "(start the nodes with .venv/bin/python .ci/swarm_nodes.py start)"
+            f"(start them with {nodes.START_NODES})"
         )
     managers = NODE1.docker("info", "--format", "{{.Swarm.Managers}}").stdout.strip()
     if managers != "3":

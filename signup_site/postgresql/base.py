@@ -34,6 +34,12 @@ KEEPALIVES = {
     "keepalives_interval": 5,
     "keepalives_count": 3,
 }
+# The server's side of the same: a session whose client's host is lost is
+# closed within about 25 s, not the kernel's two hours, and its transaction's
+# locks go with it (a mailer lost mid-send holds its mail's row).
+SERVER_KEEPALIVES = (
+    "-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3"
+)
 
 _bounded = False
 _gave_up_at = None
@@ -93,12 +99,15 @@ class DatabaseWrapper(base.DatabaseWrapper):
 
     def get_connection_params(self):
         params = {**KEEPALIVES, **super().get_connection_params()}
+        # Options the URL gives come after the keepalives, so they may change
+        # them, and before the bounds, which they may not.
+        options = [SERVER_KEEPALIVES, params.get("options", "")]
         if _bounded:
-            timeouts = (
+            options.append(
                 f"-c lock_timeout={LOCK_TIMEOUT_MS} "
                 f"-c statement_timeout={STATEMENT_TIMEOUT_MS}"
             )
-            params["options"] = f"{params.get('options', '')} {timeouts}".strip()
+        params["options"] = " ".join(option for option in options if option)
         return params
 
     def get_new_connection(self, conn_params):

@@ -52,3 +52,46 @@ def test_a_management_command_is_not_bounded():
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["lock_timeout 0", "statement_timeout 0"]
+
+
+KEEPALIVE_PROBE = """
+from django.db import connection
+with connection.cursor() as cursor:
+    for name in ("idle", "interval", "count"):
+        cursor.execute(f"SHOW tcp_keepalives_{name}")
+        print(name, cursor.fetchone()[0])
+"""
+SERVER_KEEPALIVES = ["idle 10", "interval 5", "count 3"]
+
+
+def test_the_server_closes_a_lost_clients_session_in_seconds_in_every_process():
+    """Over TCP the server probes each session's client, a request process's
+    and a command's (the mailer's) alike, so a session whose host is lost
+    ends, and its locks go, in about 25 s."""
+    served = subprocess.run(
+        [sys.executable, "-c", "import signup_site.wsgi\n" + KEEPALIVE_PROBE],
+        env=environment(),
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    command = manage("shell", "--no-imports", "-c", KEEPALIVE_PROBE, env=environment())
+
+    assert served.returncode == 0, served.stderr
+    assert command.returncode == 0, command.stderr
+    assert served.stdout.splitlines() == SERVER_KEEPALIVES
+    assert command.stdout.splitlines() == SERVER_KEEPALIVES
+
+
+def test_options_in_the_url_come_after_the_keepalives():
+    env = environment()
+    env["DATABASE_URL"] = (
+        f"postgres://{env['POSTGRES_USER']}:{env.get('POSTGRES_PASSWORD', '')}"
+        f"@{env['POSTGRES_HOST']}:{env['POSTGRES_PORT']}/postgres"
+        "?options=-c%20tcp_keepalives_idle%3D30"
+    )
+    result = manage("shell", "--no-imports", "-c", KEEPALIVE_PROBE, env=env)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["idle 30", "interval 5", "count 3"]

@@ -36,9 +36,11 @@ KEEPALIVES = {
 }
 # The server's side of the same: a session whose client's host is lost is
 # closed within about 25 s, not the kernel's two hours, and its transaction's
-# locks go with it (a mailer lost mid-send holds its mail's row).
+# locks go with it (a mailer lost mid-send holds its mail's row). The user
+# timeout covers what keepalives do not: data the lost client never acked.
 SERVER_KEEPALIVES = (
-    "-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3"
+    "-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 "
+    "-c tcp_keepalives_count=3 -c tcp_user_timeout=25000"
 )
 
 _bounded = False

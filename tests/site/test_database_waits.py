@@ -6,6 +6,7 @@ rightly run for minutes. Child processes, so the switch stays theirs.
 
 import subprocess
 import sys
+from urllib.parse import quote
 
 from django.conf import settings
 
@@ -57,11 +58,17 @@ def test_a_management_command_is_not_bounded():
 KEEPALIVE_PROBE = """
 from django.db import connection
 with connection.cursor() as cursor:
-    for name in ("idle", "interval", "count"):
-        cursor.execute(f"SHOW tcp_keepalives_{name}")
+    for name in ("keepalives_idle", "keepalives_interval", "keepalives_count",
+                 "user_timeout"):
+        cursor.execute(f"SHOW tcp_{name}")
         print(name, cursor.fetchone()[0])
 """
-SERVER_KEEPALIVES = ["idle 10", "interval 5", "count 3"]
+SERVER_KEEPALIVES = [
+    "keepalives_idle 10",
+    "keepalives_interval 5",
+    "keepalives_count 3",
+    "user_timeout 25000",
+]
 
 
 def test_the_server_closes_a_lost_clients_session_in_seconds_in_every_process():
@@ -86,12 +93,15 @@ def test_the_server_closes_a_lost_clients_session_in_seconds_in_every_process():
 
 def test_options_in_the_url_come_after_the_keepalives():
     env = environment()
+    user, password = (
+        quote(env.get(name, ""), safe="")
+        for name in ("POSTGRES_USER", "POSTGRES_PASSWORD")
+    )
     env["DATABASE_URL"] = (
-        f"postgres://{env['POSTGRES_USER']}:{env.get('POSTGRES_PASSWORD', '')}"
-        f"@{env['POSTGRES_HOST']}:{env['POSTGRES_PORT']}/postgres"
-        "?options=-c%20tcp_keepalives_idle%3D30"
+        f"postgres://{user}:{password}@{quote(env['POSTGRES_HOST'], safe='')}"
+        f":{env['POSTGRES_PORT']}/postgres?options=-c%20tcp_keepalives_idle%3D30"
     )
     result = manage("shell", "--no-imports", "-c", KEEPALIVE_PROBE, env=env)
 
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == ["idle 30", "interval 5", "count 3"]
+    assert result.stdout.splitlines() == ["keepalives_idle 30", *SERVER_KEEPALIVES[1:]]

@@ -5,6 +5,7 @@ as a long migration, is left alone): a locked table or a hung database costs a
 visitor a bounded wait and the 503 page, never a worker killed by gunicorn.
 """
 
+import os
 import time
 
 import psycopg
@@ -101,9 +102,14 @@ class DatabaseWrapper(base.DatabaseWrapper):
 
     def get_connection_params(self):
         params = {**KEEPALIVES, **super().get_connection_params()}
-        # Options the URL gives come after the keepalives, so they may change
-        # them, and before the bounds, which they may not.
-        options = [SERVER_KEEPALIVES, params.get("options", "")]
+        # Options from PGOPTIONS and the URL come after the keepalives, so
+        # they may change them, and before the bounds, which they may not.
+        # (libpq reads PGOPTIONS only when no options are given, as here.)
+        options = [
+            SERVER_KEEPALIVES,
+            os.environ.get("PGOPTIONS", ""),
+            params.get("options", ""),
+        ]
         if _bounded:
             options.append(
                 f"-c lock_timeout={LOCK_TIMEOUT_MS} "

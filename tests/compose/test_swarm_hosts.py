@@ -191,12 +191,14 @@ class Hosts:
     killed_mailers: int = 0
 
     def node_names(self):
-        """Node ID -> (hostname, status, manager status)."""
+        """Node ID -> (hostname, status, manager status); empty while the
+        swarm has no leader to answer (during an election)."""
         out = NODE1.docker(
             "node",
             "ls",
             "--format",
             "{{.ID}} {{.Hostname}} {{.Status}} {{.ManagerStatus}}",
+            check=False,
         ).stdout
         listing = {}
         for line in out.splitlines():
@@ -209,8 +211,12 @@ class Hosts:
         a lost host's tasks stay listed as running until it returns."""
         listing = self.node_names()
         counted = collections.Counter()
-        for task in self.stack.running_tasks(short):
-            hostname, status, _ = listing[task["NodeID"]]
+        try:
+            tasks = self.stack.running_tasks(short)
+        except engine.CommandFailed:  # no leader to answer, during an election
+            return counted
+        for task in tasks:
+            hostname, status, _ = listing.get(task["NodeID"], ("", "", ""))
             if status == "Ready":
                 counted[hostname] += 1
         return counted
@@ -471,6 +477,7 @@ def lose_under_load(hosts, report_figure, victim, *, lost, what):
     for the mailers); start it again and wait until it is back. Report WHAT
     with the times; then nothing may have failed, and every confirmed
     sign-up must be stored."""
+    wait_until_every_edge_answers()
     hosts.killed_mailers += hosts.placement("mailer")[victim.name]
     with EdgeTraffic(EDGES) as load:
         time.sleep(2)
@@ -499,6 +506,16 @@ def lose_under_load(hosts, report_figure, victim, *, lost, what):
         f"{load.report(since=killed)}"
     )
     assert_nothing_failed_and_all_stored(hosts, load)
+
+
+def wait_until_every_edge_answers():
+    for node in EDGES:
+        wait_for(
+            lambda n=node: answers(base(n)),
+            timeout=120,
+            interval=0.5,
+            message=f"a 200 from {node.name}",
+        )
 
 
 def down(hosts, node):

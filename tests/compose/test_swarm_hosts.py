@@ -356,13 +356,7 @@ def hosts(cluster, registry_images, report_figure):
         started = time.monotonic()
         stack.deploy()
         site = Hosts(stack)
-        for node in EDGES:
-            wait_for(
-                lambda n=node: answers(base(n)),
-                timeout=300,
-                interval=0.5,
-                message=f"a 200 from {node.name}",
-            )
+        wait_until_every_edge_answers(timeout=300)
         site.wait_spread("web", WEB_REPLICAS)
         site.wait_spread("mailer", MAILER_REPLICAS)
         report_figure(
@@ -508,11 +502,11 @@ def lose_under_load(hosts, report_figure, victim, *, lost, what):
     assert_nothing_failed_and_all_stored(hosts, load)
 
 
-def wait_until_every_edge_answers():
+def wait_until_every_edge_answers(timeout=120):
     for node in EDGES:
         wait_for(
             lambda n=node: answers(base(n)),
-            timeout=120,
+            timeout=timeout,
             interval=0.5,
             message=f"a 200 from {node.name}",
         )

@@ -172,10 +172,6 @@ class Traffic:
     def failures(self):
         return [o for o in self.outcomes if not o.ok]
 
-    def slow(self, seconds=1.0):
-        """Answered requests that took longer than SECONDS."""
-        return [o for o in self.outcomes if o.ok and o.seconds > seconds]
-
     def summary(self):
         posts = sum(1 for o in self.outcomes if o.method == "POST")
         return (

@@ -34,15 +34,20 @@ def environment():
     )
 
 
-def test_a_request_serving_process_has_every_bound():
-    result = subprocess.run(
-        [sys.executable, "-c", "import signup_site.wsgi\n" + PROBE],
+def in_request_process(probe):
+    """PROBE run by a process that serves requests (signup_site.wsgi)."""
+    return subprocess.run(
+        [sys.executable, "-c", "import signup_site.wsgi\n" + probe],
         env=environment(),
         cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,
         timeout=60,
     )
+
+
+def test_a_request_serving_process_has_every_bound():
+    result = in_request_process(PROBE)
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["lock_timeout 10s", "statement_timeout 12s"]
@@ -75,14 +80,7 @@ def test_the_server_closes_a_lost_clients_session_in_seconds_in_every_process():
     """Over TCP the server probes each session's client, a request process's
     and a command's (the mailer's) alike, so a session whose host is lost
     ends, and its locks go, in about 25 s."""
-    served = subprocess.run(
-        [sys.executable, "-c", "import signup_site.wsgi\n" + KEEPALIVE_PROBE],
-        env=environment(),
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    served = in_request_process(KEEPALIVE_PROBE)
     command = manage("shell", "--no-imports", "-c", KEEPALIVE_PROBE, env=environment())
 
     assert served.returncode == 0, served.stderr

@@ -10,7 +10,6 @@ tests use the outer host's docker CLI, as an operator's laptop would.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 from dataclasses import dataclass
@@ -64,9 +63,6 @@ class Node:
         except subprocess.TimeoutExpired:  # a hung engine
             return False
         return result.returncode == 0 and bool(result.stdout.strip())
-
-    def swarm_info(self):
-        return json.loads(self.docker("info", "--format", "{{json .Swarm}}").stdout)
 
 
 NODES = (

@@ -119,8 +119,12 @@ class Tally:
         # Only the placeholders are pasted in; the values go as parameters.
         table = RefusalTally._meta.db_table
         rows = ", ".join(["(%s, %s, %s)"] * len(pending))
+        # Rows are locked in the order given: one order for every worker, so
+        # that workers flushing at once (they exit together) never deadlock.
         values = [
-            value for (day, reason), n in pending.items() for value in (day, reason, n)
+            value
+            for (day, reason), n in sorted(pending.items())
+            for value in (day, reason, n)
         ]
         try:
             with connection.cursor() as cursor:

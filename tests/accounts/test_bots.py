@@ -4,16 +4,18 @@ stored; each refusal is one log line and counted for the owner."""
 
 import logging
 import re
+import threading
 import time
 from datetime import date
 from pathlib import Path
 
 import pytest
-from django.db import DatabaseError
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from accounts import bots
 from accounts.models import RefusalTally, Signup
+from loopback.processes import wait_for
 from tests.support.forms import signed
 
 pytestmark = pytest.mark.django_db
@@ -276,3 +278,67 @@ def test_a_count_the_database_refuses_is_kept_for_the_next_flush(tally, monkeypa
     tally.flush()
 
     assert counted() == {Reason.TRAP: 2}
+
+
+def waiting_on_a_lock(pid):
+    with connection.cursor() as cursor:
+        # Read inside a transaction, the activity view is a snapshot unless cleared.
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
+        cursor.execute(
+            "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s",
+            [pid],
+        )
+        row = cursor.fetchone()
+    return bool(row and row[0])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_workers_flushing_at_once_never_deadlock():
+    """Two workers exit together (gunicorn stops them at once), each flushing
+    counts it met in its own order: both land, whatever the order."""
+    today = timezone.localdate()
+    first, middle, last = sorted([Reason.FORGED_TOKEN, Reason.NO_TOKEN, Reason.TRAP])
+    RefusalTally.objects.bulk_create(
+        RefusalTally(day=today, reason=reason, count=0)
+        for reason in (first, middle, last)
+    )
+    # One worker met the reasons in sorted order, the other in another.
+    workers = {"one": [first, middle, last], "other": [last, first]}
+    tallies = {}
+    for name, reasons in workers.items():
+        tallies[name] = bots.Tally()
+        tallies[name].flushed_at = time.monotonic()
+        for reason in reasons:
+            tallies[name].add(today, reason)
+    pids = {}
+
+    def flush(name):
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            pids[name] = cursor.fetchone()[0]
+        try:
+            tallies[name].flush()
+        finally:
+            connection.close()
+
+    # A third session holds the middle row, so that each flush is caught
+    # holding what it locked first.
+    with transaction.atomic():
+        RefusalTally.objects.select_for_update().get(reason=middle)
+        threads = {}
+        for name in workers:
+            threads[name] = threading.Thread(target=flush, args=(name,))
+            threads[name].start()
+            wait_for(
+                lambda name=name: name in pids and waiting_on_a_lock(pids[name]),
+                timeout=10,
+                message=f"{name} flush waiting on a row",
+            )
+    for thread in threads.values():
+        thread.join(timeout=30)
+
+    assert {name: dict(t.pending) for name, t in tallies.items()} == {
+        "one": {},
+        "other": {},
+    }
+    assert counted() == {first: 2, middle: 1, last: 2}

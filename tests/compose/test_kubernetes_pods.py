@@ -2,12 +2,12 @@
 The site's images run the way deploy/kubernetes runs them, in the real engine.
 Each container of the rendered example overlay gets what its pod spec says:
 command, environment (ConfigMaps and Secrets included), user, read-only root,
-no capabilities, no privilege escalation, emptyDirs as tmpfs and the Secret as
-read-only files. The init container migrates, web answers its probes, the
-mailer answers its heartbeat probes and exits 0 on SIGTERM, and nginx finds
-web by the Service's fully qualified name through the DNS server
-of its resolv.conf (NGINX_RESOLVER=local), then quits gracefully from its
-preStop command.
+no capabilities, no privilege escalation, the pod's sysctls, emptyDirs as
+tmpfs and the Secret as read-only files. The init container migrates, web
+answers its probes, the mailer answers its heartbeat probes and exits 0 on
+SIGTERM, and nginx finds web by the Service's fully qualified name through the
+DNS server of its resolv.conf (NGINX_RESOLVER=local), then quits gracefully
+from its preStop command.
 
 No cluster: Docker stands in for the kubelet, on one network where web's alias
 is its cluster name, and PostgreSQL is a container playing the external
@@ -91,6 +91,8 @@ def docker_run_options(pod, sources, container, tmp_path):
         options += ["--cap-drop", capability]
     if context["allowPrivilegeEscalation"] is False:
         options += ["--security-opt", "no-new-privileges"]
+    for sysctl in pod.get("securityContext", {}).get("sysctls", []):
+        options += ["--sysctl", f"{sysctl['name']}={sysctl['value']}"]
     environment = {}
     for source in container.get("envFrom", []):
         reference = source.get("configMapRef") or source.get("secretRef")
@@ -262,6 +264,12 @@ def test_the_images_run_as_the_kubernetes_pods_run_them(
             return False
 
     wait_until(nginx_answers, timeout=60, what="nginx", container=nginx_name)
+    # The pod's keepalive sysctls, which proxy_socket_keepalive's probes use.
+    keepalive = engine.docker(
+        *("exec", "--workdir", "/proc/sys/net/ipv4", nginx_name, "cat"),
+        *("tcp_keepalive_time", "tcp_keepalive_intvl", "tcp_keepalive_probes"),
+    ).stdout.split()
+    assert keepalive == ["1", "1", "3"]
     rendered = engine.docker(
         "exec", nginx_name, "cat", "/etc/nginx/conf.d/default.conf"
     ).stdout

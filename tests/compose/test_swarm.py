@@ -4,7 +4,8 @@ The site on Docker Swarm, as docs/swarm.md deploys it: images built with
 registry (Debian's docker-registry on loopback), the local tags dropped, and
 `docker stack deploy -c deploy/swarm/stack.yaml` on a single-node swarm
 pulling them back. One stack serves the whole module; the tests run in order
-(deploy, scale, rolling update, failed update, killed task, stack rm).
+(deploy, scale, rolling update, failed update, killed task, nginx update,
+change of key, stack rm).
 
 With the stand-ins (SIGNUP_TEST_IMAGES, tests/compose/images.py), the postgres
 stand-in, pushed to the loopback registry too, replaces the official image
@@ -48,6 +49,7 @@ TEST_SETTINGS = {
     "NGINX_LOGIN_RATE": "100000r/s",
     "NGINX_LOGIN_BURST": "100000",
 }
+KEY_ROTATION_FILE = swarm.STACK_FILE.parent / "key-rotation.yaml"
 UPSTREAM = re.compile(r"upstream=(.*?) ustatus=")
 
 
@@ -119,6 +121,12 @@ class SwarmSite:
         self.port = port
         self.base = f"http://127.0.0.1:{port}"
         self.secret_values = secret_values
+        # Docker secrets this run made, removed once the stack is gone.
+        self.secrets_made = []
+
+    def create_secret(self, name, value):
+        engine.docker("secret", "create", name, "-", input=value)
+        self.secrets_made.append(name)
 
     def first_200(self, timeout=300):
         def answers():
@@ -138,10 +146,6 @@ class SwarmSite:
                 # The last address is the one that answered.
                 found.append(match.group(1).split(", ")[-1])
         return found
-
-
-def create_secret(name, value):
-    engine.docker("secret", "create", name, "-", input=value)
 
 
 @pytest.fixture(scope="module")
@@ -164,14 +168,12 @@ def site(single_node_swarm, images, run_prefix, report_figure):
         "postgres_password": secrets.token_urlsafe(24),
     }
     stack = Stack(name, env, files=swarm.stack_files())
-    made = []
+    site = SwarmSite(stack, port, secret_values)
     try:
         for key, value in secret_values.items():
-            create_secret(f"{name}_{key}", value)
-            made.append(f"{name}_{key}")
+            site.create_secret(f"{name}_{key}", value)
         started = time.monotonic()
         stack.deploy()
-        site = SwarmSite(stack, port, secret_values)
         site.first_200()
         report_figure(
             f"swarm: stack deploy to first 200: {time.monotonic() - started:.1f} s"
@@ -182,7 +184,7 @@ def site(single_node_swarm, images, run_prefix, report_figure):
         stack.remove()
         # The one command that removes the data; this run made the volume.
         stack.remove_volume("pgdata")
-        for secret in made:
+        for secret in site.secrets_made:
             engine.docker("secret", "rm", secret, check=False)
 
 
@@ -204,6 +206,11 @@ def admin(site):
 
 
 def admin_logs_in(base):
+    return admin_session(base) is not None
+
+
+def admin_session(base):
+    """A session logged into the admin, or None."""
     session = requests.Session()
     page = session.get(base + "/admin/login/", timeout=10)
     token = traffic.TOKEN.search(page.text).group(1)
@@ -220,8 +227,12 @@ def admin_logs_in(base):
         timeout=10,
     )
     if response.status_code != 302 or response.headers["Location"] != "/admin/":
-        return False
-    index = session.get(base + "/admin/", timeout=10)
+        return None
+    return session if in_the_admin(session, base) else None
+
+
+def in_the_admin(session, base):
+    index = session.get(base + "/admin/", timeout=10, allow_redirects=False)
     return index.status_code == 200 and "Site administration" in index.text
 
 
@@ -461,6 +472,76 @@ def test_an_nginx_update_is_a_short_gap_then_the_site_serves_again(site, report_
     assert all(o.status is None for o in failed), failed[:5]
     assert load.outcomes[-1].ok
     assert site.stack.emails_stored(load.confirmed) == set(load.confirmed)
+
+
+def test_a_new_secret_key_keeps_open_forms_and_admin_sessions(
+    site, admin, report_figure
+):
+    """docs/swarm.md's change of key, with its commands: the key in use, read
+    in a web task, becomes the fallbacks secret; the new key is a new secret;
+    a deploy with key-rotation.yaml rolls web and the mailer onto both."""
+    stack = site.stack
+    owner = admin_session(site.base)
+    assert owner is not None
+    browser = requests.Session()
+    form = browser.get(site.base + "/", timeout=10)
+    suffix = "_2"
+    key_secret = f"{stack.name}_django_secret_key{suffix}"
+    fallbacks_secret = f"{stack.name}_django_secret_key_fallbacks{suffix}"
+    (task, *_) = stack.running_tasks("web")
+    in_use = engine.docker(
+        "exec", stack.container(task), "cat", "/run/secrets/django_secret_key"
+    ).stdout
+    assert in_use.strip() == site.secret_values["django_secret_key"]
+    site.create_secret(fallbacks_secret, in_use)
+    new_key = secrets.token_urlsafe(50)
+    site.create_secret(key_secret, new_key + "\n")
+
+    rotated = Stack(
+        stack.name,
+        {**stack.env, "SIGNUP_SECRET_KEY_SUFFIX": suffix},
+        files=(*stack.files, KEY_ROTATION_FILE),
+    )
+    started = time.monotonic()
+    rotated.deploy()
+
+    def rolled():
+        tasks = stack.tasks("web") + stack.tasks("mailer")
+        return all(
+            task["Status"]["State"] == "running"
+            and {key_secret, fallbacks_secret}
+            <= {s["SecretName"] for s in task["Spec"]["ContainerSpec"]["Secrets"]}
+            for task in tasks
+        )
+
+    wait_for(rolled, timeout=300, interval=0.5, message="web and mailer on the new key")
+    report_figure(
+        f"swarm: change of secret key, web and mailer rolled in "
+        f"{time.monotonic() - started:.1f} s"
+    )
+    (task, *_) = stack.running_tasks("web")
+    now_in_use = engine.docker(
+        "exec", stack.container(task), "cat", "/run/secrets/django_secret_key"
+    ).stdout
+    assert now_in_use.strip() == new_key
+    # The form drawn under the old key: its token is still taken, so the
+    # sign-up is stored (a refused token gets the same answer, stored nowhere).
+    email = f"swarm-key-{uuid.uuid4().hex[:8]}@example.com"
+    posted = browser.post(
+        site.base + "/",
+        data={
+            "csrfmiddlewaretoken": traffic.TOKEN.search(form.text).group(1),
+            "signup_token": traffic.FORM_TOKEN.search(form.text).group(1),
+            "name": "Before The New Key",
+            "email": email,
+        },
+        headers={"Origin": site.base, "Referer": site.base + "/"},
+        allow_redirects=False,
+        timeout=10,
+    )
+    assert (posted.status_code, posted.headers.get("Location")) == (302, "/thanks/")
+    assert stack.emails_stored([email]) == {email}
+    assert in_the_admin(owner, site.base)
 
 
 def test_stack_rm_then_deploy_again_keeps_the_data_and_the_volume(site, admin):

@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ENV_EXAMPLE = ROOT / ".env.example"
 STACK_FILE = ROOT / "deploy" / "swarm" / "stack.yaml"
 MAIL_FILE = ROOT / "deploy" / "swarm" / "mail.yaml"
+KEY_ROTATION_FILE = ROOT / "deploy" / "swarm" / "key-rotation.yaml"
 COMPOSE_FILE = ROOT / "compose.yaml"
 DOCKERFILE = ROOT / "docker" / "Dockerfile"
 GUNICORN_CONFIG = ROOT / "docker" / "web" / "gunicorn.conf.py"
@@ -327,3 +328,34 @@ def test_the_mail_file_layers_over_the_stack_with_docker_stack_config(tmp_path):
     assert rendered["services"]["nginx"] == plain["services"]["nginx"]
     assert rendered["secrets"]["email_url"]["name"] == "shop_email_url"
     assert rendered["services"]["mailer"]["deploy"]["replicas"] == 1
+
+
+def test_a_new_key_is_a_new_secret_and_the_old_one_its_fallback(tmp_path):
+    plain = stack_config(tmp_path, STACK_FILE)
+    rotated = stack_config(
+        tmp_path,
+        STACK_FILE,
+        KEY_ROTATION_FILE,
+        SIGNUP_SECRET_PREFIX="shop",
+        SIGNUP_SECRET_KEY_SUFFIX="_2",
+    )
+
+    assert plain["secrets"]["django_secret_key"]["name"] == "signup_django_secret_key"
+    assert {name: secret["name"] for name, secret in rotated["secrets"].items()} == {
+        "django_secret_key": "shop_django_secret_key_2",
+        "django_secret_key_fallbacks": "shop_django_secret_key_fallbacks_2",
+        "postgres_password": "shop_postgres_password",
+    }
+    for name in ("web", "mailer"):
+        environment = rotated["services"][name]["environment"]
+        assert environment["DJANGO_SECRET_KEY_FALLBACKS_FILE"] == (
+            "/run/secrets/django_secret_key_fallbacks"
+        )
+        assert environment["DJANGO_SECRET_KEY_FILE"] == "/run/secrets/django_secret_key"
+        assert sorted(s["source"] for s in rotated["services"][name]["secrets"]) == [
+            "django_secret_key",
+            "django_secret_key_fallbacks",
+            "postgres_password",
+        ]
+    assert rotated["services"]["nginx"] == plain["services"]["nginx"]
+    assert rotated["services"]["db"] == plain["services"]["db"]

@@ -6,6 +6,7 @@ rollouts, secrets, NetworkPolicies, image names, nginx's upstream). Each rule
 is also shown catching a broken copy.
 """
 
+import base64
 import copy
 import json
 import subprocess
@@ -252,6 +253,7 @@ def test_the_site_pods_read_their_secrets_from_files(rendered, workload):
         assert mount["readOnly"] is True
         for variable, key in (
             ("DJANGO_SECRET_KEY_FILE", "django-secret-key"),
+            ("DJANGO_SECRET_KEY_FALLBACKS_FILE", "django-secret-key-fallbacks"),
             ("POSTGRES_PASSWORD_FILE", "postgres-password"),
         ):
             assert env[variable] == f"{mount['mountPath']}/{key}"
@@ -283,9 +285,46 @@ def test_web_and_the_mailer_share_settings_and_the_smtp_url_is_a_secret_file(
     assert not {"EMAIL_URL", "EMAIL_URL_FILE"} & base["data"].keys()
 
 
+def test_a_change_of_key_rolls_web_and_the_mailer_with_the_old_key_as_fallback(
+    tmp_path,
+):
+    """docs/kubernetes.md's steps: the old key becomes the fallbacks file, a
+    new key is written, and the Secret the pods mount gets a new name."""
+    kubectl = k8s.kubectl_or_unavailable()
+    root = k8s.copy_manifests(tmp_path)
+    secrets_dir = root / EXAMPLE / "secrets"
+    (secrets_dir / "django-secret-key-fallbacks").write_text("")
+    before = k8s.render(kubectl, root, EXAMPLE)
+    old_key = (secrets_dir / "django-secret-key").read_text()
+    (secrets_dir / "django-secret-key-fallbacks").write_text(old_key)
+    (secrets_dir / "django-secret-key").write_text("a new key " * 6 + "\n")
+    after = k8s.render(kubectl, root, EXAMPLE)
+
+    def mounted(objects, workload):
+        pod = k8s.named(objects, "Deployment", workload)["spec"]["template"]["spec"]
+        volume = next(v for v in pod["volumes"] if "secret" in v)
+        name = volume["secret"]["secretName"]
+        (secret,) = [
+            s for s in k8s.of_kind(objects, "Secret") if s["metadata"]["name"] == name
+        ]
+        return name, {
+            key: base64.b64decode(value).decode()
+            for key, value in secret.get("data", {}).items()
+        }
+
+    for workload in ("web", "mailer"):
+        name_before, files_before = mounted(before, workload)
+        name_after, files_after = mounted(after, workload)
+        assert name_before != name_after, workload
+        assert files_before.get("django-secret-key-fallbacks", "") == ""
+        assert files_after["django-secret-key-fallbacks"] == old_key
+        assert files_after["django-secret-key"] == "a new key " * 6 + "\n"
+
+
 def test_the_example_overlays_secret_files_are_never_committed():
     secrets_dir = k8s.KUBERNETES_DIR / EXAMPLE / "secrets"
-    for name in ("django-secret-key", "postgres-password", "email-url"):
+    names = ("django-secret-key", "django-secret-key-fallbacks", "postgres-password")
+    for name in (*names, "email-url"):
         ignored = subprocess.run(
             ["git", "check-ignore", "--quiet", str(secrets_dir / name)],
             cwd=PROJECT_ROOT,

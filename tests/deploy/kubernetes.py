@@ -63,7 +63,8 @@ def kubectl_or_unavailable():
 def copy_manifests(destination):
     """Copy deploy/kubernetes as a clone has it (tracked files and new ones
     git does not ignore, so never a developer's own secret files), and create
-    each file an overlay's secretGenerator reads with a random test value."""
+    each file an overlay's secretGenerator reads with a random test value,
+    but the earlier keys' file: empty, as it is but while the key changes."""
     copy_as_cloned(KUBERNETES_DIR, destination)
     for overlay in OVERLAYS:
         for generator in kustomization(overlay).get("secretGenerator", []):
@@ -71,7 +72,8 @@ def copy_manifests(destination):
                 path = destination / overlay / entry.split("=", 1)[-1]
                 if not path.exists():
                     path.parent.mkdir(parents=True, exist_ok=True)
-                    path.write_text(secrets.token_urlsafe(50) + "\n")
+                    value = secrets.token_urlsafe(50) + "\n"
+                    path.write_text("" if path.name.endswith("-fallbacks") else value)
     return destination
 
 
@@ -438,7 +440,9 @@ def secret_problems(objects, *, may_hold_secrets):
                     )
     for config_map in of_kind(objects, "ConfigMap"):
         for key, value in config_map.get("data", {}).items():
-            if SECRET_LOOKING_NAME.search(key) or looks_like_a_secret(value):
+            is_file_path = key.endswith("_FILE") and value.startswith("/")
+            named_as_secret = SECRET_LOOKING_NAME.search(key) and not is_file_path
+            if named_as_secret or looks_like_a_secret(value):
                 problems.append(f"ConfigMap {config_map['metadata']['name']}: {key}")
     return problems
 

@@ -234,8 +234,12 @@ def test_the_secret_check_catches_an_inline_password(rendered):
     _nginx(objects)["containers"][0]["env"].append(
         {"name": "HARMLESS", "value": "Zq8xP2mN7vR4tK9wL3bY"}
     )
+    settings = k8s.named(objects, "ConfigMap", "signup-web")["data"]
+    # A secret's name in the settings, but a file's path is only a pointer.
+    settings["DJANGO_SECRET_KEY_FALLBACKS"] = "old"
+    assert settings["DJANGO_SECRET_KEY_FALLBACKS_FILE"].startswith("/")
 
-    assert len(k8s.secret_problems(objects, may_hold_secrets=True)) == 2
+    assert len(k8s.secret_problems(objects, may_hold_secrets=True)) == 3
 
 
 @pytest.mark.parametrize("workload", ["web", "mailer"])
@@ -253,7 +257,6 @@ def test_the_site_pods_read_their_secrets_from_files(rendered, workload):
         assert mount["readOnly"] is True
         for variable, key in (
             ("DJANGO_SECRET_KEY_FILE", "django-secret-key"),
-            ("DJANGO_SECRET_KEY_FALLBACKS_FILE", "django-secret-key-fallbacks"),
             ("POSTGRES_PASSWORD_FILE", "postgres-password"),
         ):
             assert env[variable] == f"{mount['mountPath']}/{key}"
@@ -285,40 +288,52 @@ def test_web_and_the_mailer_share_settings_and_the_smtp_url_is_a_secret_file(
     assert not {"EMAIL_URL", "EMAIL_URL_FILE"} & base["data"].keys()
 
 
-def test_a_change_of_key_rolls_web_and_the_mailer_with_the_old_key_as_fallback(
-    tmp_path,
-):
-    """docs/kubernetes.md's steps: the old key becomes the fallbacks file, a
-    new key is written, and the Secret the pods mount gets a new name."""
+def test_a_change_of_key_rolls_twice_with_both_keys_accepted_throughout(tmp_path):
+    """docs/kubernetes.md's steps: the new key first as the fallback, then
+    the two files swapped. Each step gives the Secret the pods mount a new
+    name (a rollout), and the settings point at both files."""
     kubectl = k8s.kubectl_or_unavailable()
     root = k8s.copy_manifests(tmp_path)
     secrets_dir = root / EXAMPLE / "secrets"
-    (secrets_dir / "django-secret-key-fallbacks").write_text("")
-    before = k8s.render(kubectl, root, EXAMPLE)
     old_key = (secrets_dir / "django-secret-key").read_text()
+    new_key = "a-new-key-" * 6 + "\n"
+    steps = [k8s.render(kubectl, root, EXAMPLE)]
+    (secrets_dir / "django-secret-key-fallbacks").write_text(new_key)
+    steps.append(k8s.render(kubectl, root, EXAMPLE))
+    (secrets_dir / "django-secret-key").write_text(new_key)
     (secrets_dir / "django-secret-key-fallbacks").write_text(old_key)
-    (secrets_dir / "django-secret-key").write_text("a new key " * 6 + "\n")
-    after = k8s.render(kubectl, root, EXAMPLE)
+    steps.append(k8s.render(kubectl, root, EXAMPLE))
 
     def mounted(objects, workload):
-        pod = k8s.named(objects, "Deployment", workload)["spec"]["template"]["spec"]
-        volume = next(v for v in pod["volumes"] if "secret" in v)
+        """The settings' file for the fallbacks, and the Secret's name and
+        files as WORKLOAD's pods mount them."""
+        spec = k8s.named(objects, "Deployment", workload)["spec"]["template"]["spec"]
+        (container,) = spec["containers"]
+        mount = next(m for m in container["volumeMounts"] if m["name"] == "secrets")
+        volume = next(v for v in spec["volumes"] if v["name"] == "secrets")
         name = volume["secret"]["secretName"]
         (secret,) = [
             s for s in k8s.of_kind(objects, "Secret") if s["metadata"]["name"] == name
         ]
-        return name, {
-            key: base64.b64decode(value).decode()
-            for key, value in secret.get("data", {}).items()
+        settings = k8s.named(objects, "ConfigMap", "signup-web")["data"]
+        files = {
+            key: base64.b64decode(value or "").decode()
+            for key, value in secret["data"].items()
         }
+        fallbacks_file = settings["DJANGO_SECRET_KEY_FALLBACKS_FILE"]
+        assert fallbacks_file == f"{mount['mountPath']}/django-secret-key-fallbacks"
+        return name, files
 
     for workload in ("web", "mailer"):
-        name_before, files_before = mounted(before, workload)
-        name_after, files_after = mounted(after, workload)
-        assert name_before != name_after, workload
-        assert files_before.get("django-secret-key-fallbacks", "") == ""
-        assert files_after["django-secret-key-fallbacks"] == old_key
-        assert files_after["django-secret-key"] == "a new key " * 6 + "\n"
+        mounts = [mounted(objects, workload) for objects in steps]
+        assert len({name for name, _ in mounts}) == 3, workload
+        files = [files for _, files in mounts]
+        assert [f["django-secret-key"] for f in files] == [old_key, old_key, new_key]
+        assert [f["django-secret-key-fallbacks"] for f in files] == [
+            "",
+            new_key,
+            old_key,
+        ]
 
 
 def test_the_example_overlays_secret_files_are_never_committed():

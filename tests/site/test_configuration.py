@@ -726,9 +726,14 @@ def test_earlier_secret_keys_from_a_list_or_a_file(tmp_path):
     keys = tmp_path / "fallbacks"
     keys.write_text("old-one\n\nolder-one\n")
     from_file = load({**BASE, "DJANGO_SECRET_KEY_FALLBACKS_FILE": str(keys)})
+    # Kubernetes' example overlay mounts an empty file until the key changes.
+    empty = tmp_path / "none"
+    empty.write_text("")
+    from_empty = load({**BASE, "DJANGO_SECRET_KEY_FALLBACKS_FILE": str(empty)})
 
     assert listed.secret_key_fallbacks == ["old-one", "older-one"]
     assert from_file.secret_key_fallbacks == ["old-one", "older-one"]
+    assert from_empty.secret_key_fallbacks == []
 
 
 def test_mail_problems_are_listed_with_the_others():

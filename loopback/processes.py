@@ -71,9 +71,11 @@ def manage(*args, env, timeout=120, check=False, **kwargs):
 
 
 def free_port():
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    """A TCP port that no socket on this host holds right now, on any address:
+    nginx's template listens on all of them, and a port free on 127.0.0.1
+    alone may be a connection's own port on a bridge's address."""
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind(("0.0.0.0", 0))  # noqa: S104 (bound a moment, never listening)
         return sock.getsockname()[1]
 
 

@@ -19,6 +19,7 @@ import os
 import re
 import secrets
 import signal
+import subprocess
 import time
 import uuid
 
@@ -51,6 +52,12 @@ TEST_SETTINGS = {
     "NGINX_LOGIN_BURST": "100000",
 }
 KEY_ROTATION_FILE = swarm.STACK_FILE.parent / "key-rotation.yaml"
+# The docs' wait between the two deploys of a change of key.
+(WAIT_FOR_REPLACED,) = [
+    line
+    for line in (engine.PROJECT_ROOT / "docs" / "swarm.md").read_text().splitlines()
+    if line.startswith("while docker service ps")
+]
 UPSTREAM = re.compile(r"upstream=(.*?) ustatus=")
 
 
@@ -509,6 +516,12 @@ def test_a_new_secret_key_loses_no_signup_and_keeps_admin_sessions(
             )
 
         wait_for(rolled, timeout=300, interval=0.5, message=f"rolled to {key_secret}")
+        # docs/swarm.md's loop: a replaced task serves while it stops.
+        subprocess.run(
+            ["sh", "-c", WAIT_FOR_REPLACED.replace("signup_", f"{prefix}_")],
+            timeout=120,
+            check=True,
+        )
 
     def web_reads(path):
         """PATH in each running web task, if they all agree."""
